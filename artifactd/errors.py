@@ -1,0 +1,68 @@
+"""The one error type of the core services, with the documented names and codes.
+
+Every adapter (REST envelope, binding, CLI) renders this same error; none invents its own.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(Enum):
+    """Name, numeric code and HTTP status of each documented Artifacts error."""
+
+    INVALID_INPUT = (10100, 400)
+    INVALID_REPO_NAME = (10101, 400)
+    INVALID_TTL = (10103, 400)
+    INVALID_URL = (10104, 422)
+    REMOTE_AUTH_REQUIRED = (10106, 422)
+    NOT_FOUND = (10200, 404)
+    ALREADY_EXISTS = (10201, 409)
+    CONFLICT = (10202, 409)
+    CREATE_IN_PROGRESS = (10301, 409)
+    IMPORT_IN_PROGRESS = (10302, 409)
+    FORK_IN_PROGRESS = (10303, 409)
+    INTERNAL_ERROR = (10400, 500)
+    UPSTREAM_UNAVAILABLE = (10401, 502)
+    MEMORY_LIMIT = (10402, 413)
+    # Control-plane authentication (Cloudflare's own numbers for these situations).
+    UNAUTHENTICATED = (10000, 401)
+    FORBIDDEN = (10001, 403)
+    RATE_LIMITED = (10429, 429)
+
+    @property
+    def numeric(self) -> int:
+        return self.value[0]
+
+    @property
+    def status(self) -> int:
+        return self.value[1]
+
+
+class ArtifactsError(Exception):
+    """A failure with a documented code; safe to show to the caller as is."""
+
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or code.status
+
+    @property
+    def name(self) -> str:
+        return self.code.name
+
+    @property
+    def numeric_code(self) -> int:
+        return self.code.numeric
+
+    def __repr__(self) -> str:
+        return f"ArtifactsError({self.code.name}, {self.message!r})"
+
+
+def invalid(message: str) -> ArtifactsError:
+    return ArtifactsError(ErrorCode.INVALID_INPUT, message)
+
+
+def not_found(message: str) -> ArtifactsError:
+    return ArtifactsError(ErrorCode.NOT_FOUND, message)

@@ -1,0 +1,1 @@
+"""Git storage on disk and C git as the wire-protocol engine."""

@@ -1,0 +1,84 @@
+"""Bare repositories on local disk, addressed by repo id (never by name)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import pygit2
+
+from artifactd.config import Settings
+
+log = logging.getLogger("artifactd.storage")
+
+POST_RECEIVE_HOOK = """#!/bin/sh
+# Written by artifactd on start; repos never carry hooks of their own.
+# Records the ref updates of a push so the server can update repo metadata.
+if [ -n "$ARTIFACTD_PUSH_LOG" ]; then
+    cat >> "$ARTIFACTD_PUSH_LOG"
+else
+    cat > /dev/null
+fi
+exit 0
+"""
+
+
+class GitStorage:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.repos_dir
+        self.trash = settings.trash_dir
+        self.hooks = settings.hooks_dir
+        self.home = settings.data_dir / "git-home"
+
+    def prepare(self) -> None:
+        """Create the directories and the server-owned hooks; idempotent."""
+        for d in (self.root, self.trash, self.hooks, self.home):
+            d.mkdir(parents=True, exist_ok=True)
+        hook = self.hooks / "post-receive"
+        if not hook.exists() or hook.read_text() != POST_RECEIVE_HOOK:
+            tmp = hook.with_suffix(".tmp")
+            tmp.write_text(POST_RECEIVE_HOOK)
+            tmp.chmod(0o755)
+            tmp.replace(hook)
+        self.empty_trash_async()
+
+    @staticmethod
+    def relative_path_for(repo_id: str) -> str:
+        return f"{repo_id[:2]}/{repo_id}.git"
+
+    def path(self, storage_path: str) -> Path:
+        return self.root / storage_path
+
+    def init_repo(self, repo_id: str, default_branch: str) -> str:
+        """Create an empty bare repository whose HEAD names the default branch."""
+        rel = self.relative_path_for(repo_id)
+        path = self.path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygit2.init_repository(str(path), bare=True, initial_head=default_branch)
+        return rel
+
+    def remove(self, storage_path: str) -> None:
+        """Take a repo off its path at once (atomic rename); delete its files later."""
+        path = self.path(storage_path)
+        if not path.exists():
+            return
+        target = self.trash / f"{path.name}.{uuid.uuid4().hex}"
+        try:
+            os.replace(path, target)
+        except OSError:
+            log.exception("could not move %s to trash; deleting in place", path)
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        self.empty_trash_async()
+
+    def empty_trash_async(self) -> None:
+        threading.Thread(target=self._empty_trash, name="artifactd-trash", daemon=True).start()
+
+    def _empty_trash(self) -> None:
+        for entry in list(self.trash.iterdir()) if self.trash.exists() else []:
+            shutil.rmtree(entry, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""HTTP adapters: the REST control plane and Git smart HTTP."""

@@ -1,0 +1,78 @@
+"""The ASGI application: Git smart HTTP under ``/git/``, everything else REST."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from artifactd import __version__
+from artifactd.errors import ArtifactsError, ErrorCode
+from artifactd.http import rest
+from artifactd.http.envelope import error_response, failure
+from artifactd.http.git import GitHTTP
+from artifactd.services import Core
+
+log = logging.getLogger("artifactd.http")
+
+
+def create_api(core: Core) -> FastAPI:
+    api = FastAPI(title="artifactd", version=__version__, docs_url="/docs", redoc_url=None)
+    api.state.core = core
+    api.include_router(rest.router)
+
+    @api.exception_handler(ArtifactsError)
+    async def _artifacts_error(_: Request, exc: ArtifactsError):
+        return error_response(exc)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        message = f"Invalid {where}: {first.get('msg', 'invalid input')}" if where else "Invalid input."
+        return failure(400, ErrorCode.INVALID_INPUT.numeric, message)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return failure(404, ErrorCode.NOT_FOUND.numeric, "No route matches this path.")
+        if exc.status_code == 405:
+            return failure(405, ErrorCode.INVALID_INPUT.numeric, "Method not allowed.")
+        return failure(exc.status_code, ErrorCode.INVALID_INPUT.numeric, str(exc.detail))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("unhandled error")
+        return failure(500, ErrorCode.INTERNAL_ERROR.numeric, "An internal error occurred.")
+
+    @api.get("/healthz", include_in_schema=False)
+    async def _health():
+        return {"ok": True}
+
+    return api
+
+
+def create_app(core: Core):
+    """One ASGI callable; Git requests skip the web framework entirely."""
+    api = create_api(core)
+    git = GitHTTP(core)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/git/"):
+            await git(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    app.api = api  # type: ignore[attr-defined]
+    app.core = core  # type: ignore[attr-defined]
+    return app
+
+
+def app_from_env():
+    """uvicorn factory for multi-worker serving: settings from ``ARTIFACTD_*``."""
+    core = Core()
+    core.storage.prepare()
+    return create_app(core)

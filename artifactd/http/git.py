@@ -1,0 +1,337 @@
+"""Git smart HTTP on the four endpoints, with C git as the engine (DESIGN.md).
+
+Authorization is decided before git runs, following the status policy; after the 200
+is sent, failures are git's own in-band messages. Request and response bodies stream
+through pipes in both directions: a pack never sits in Python memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import tempfile
+import zlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+
+from artifactd.gitserver.engine import git_env, valid_git_protocol
+from artifactd.http.gitauth import parse_authorization
+from artifactd.services import Core
+from artifactd.services.tokens import GitAccess
+
+log = logging.getLogger("artifactd.git")
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+PATH_RE = re.compile(
+    r"^/git/(?:(?P<account>[0-9a-f]{32})/)?(?P<ns>[A-Za-z0-9][A-Za-z0-9._-]*)/"
+    r"(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*?)(?:\.git)?/"
+    r"(?P<action>info/refs|git-upload-pack|git-receive-pack)$"
+)
+SERVICES = ("git-upload-pack", "git-receive-pack")
+CHUNK = 64 * 1024
+NO_CACHE = [
+    (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
+    (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
+    (b"pragma", b"no-cache"),
+]
+CHALLENGE = (b"www-authenticate", b'Basic realm="artifacts"')
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def send_text(send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = (text.rstrip("\n") + "\n").encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """End git and everything it started (pack-objects, index-pack)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class GitHTTP:
+    def __init__(self, core: Core):
+        self.core = core
+        self.settings = core.settings
+        self._slots: asyncio.Semaphore | None = None
+        self._host_re = self._compile_host_template(self.settings.git_host_template)
+        self._tmp = self.settings.data_dir / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _compile_host_template(template: str) -> re.Pattern[str] | None:
+        if not template:
+            return None
+        pattern = re.escape(template).replace(re.escape("{account_id}"), "(?P<account>[0-9a-f]{32})")
+        return re.compile(f"^{pattern}(?::\\d+)?$", re.IGNORECASE)
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.max_git_processes)
+        return self._slots
+
+    def _account_from_host(self, scope: Scope) -> str | None:
+        if self._host_re is None:
+            return None
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                m = self._host_re.match(value.decode("latin-1"))
+                return m.group("account").lower() if m else None
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        m = PATH_RE.match(scope["path"])
+        account = (m.group("account") if m else None) or (self._account_from_host(scope) if m else None)
+        if m is None or account is None:
+            await send_text(send, 404, "Not found")
+            return
+        method = scope["method"]
+        action = m.group("action")
+        if action == "info/refs":
+            if method not in ("GET", "HEAD"):
+                await send_text(send, 405, "Method not allowed", [(b"allow", b"GET")])
+                return
+            service = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("service", [None])[0]
+            if service not in SERVICES:
+                await send_text(send, 403, "Only the smart HTTP protocol is supported; use a current Git client.")
+                return
+        else:
+            if method != "POST":
+                await send_text(send, 405, "Method not allowed", [(b"allow", b"POST")])
+                return
+            service = action
+
+        headers = {k: v for k, v in scope.get("headers", [])}
+        access = await self._authorize(send, headers.get(b"authorization"), account, m.group("ns"),
+                                       m.group("repo"), service)
+        if access is None:
+            return
+        path = self.core.storage.path(access.storage_path)
+        if not path.is_dir():
+            log.error("storage of repo %s is missing at %s", access.repo_id, path)
+            await send_text(send, 500, "Repository storage unavailable")
+            return
+        env = git_env(self.settings)
+        proto = valid_git_protocol(headers.get(b"git-protocol", b"").decode("latin-1"))
+        if service == "git-receive-pack" and proto and "version=2" in proto:
+            proto = None  # push has no v2; git falls back to v0, so must we
+        if proto:
+            env["GIT_PROTOCOL"] = proto
+        if action == "info/refs":
+            await self._advertise(send, service, path, env, proto)
+        else:
+            await self._rpc(scope, receive, send, service, path, env, headers, access)
+
+    async def _authorize(self, send: Send, header: bytes | None, account: str, ns: str, repo: str,
+                         service: str) -> GitAccess | None:
+        creds = parse_authorization(header)
+        if creds is None:
+            await send_text(send, 401, "Authentication required", [CHALLENGE])
+            return None
+        access = None
+        if creds.secret:
+            access = await run_in_threadpool(self.core.tokens.authenticate_git, creds.secret, account, ns, repo)
+        if access is None:
+            # Bad Basic credentials get a fresh challenge so credential helpers drop them.
+            if creds.scheme == "basic":
+                await send_text(send, 401, "Invalid or expired token", [CHALLENGE])
+            else:
+                await send_text(send, 403, "Invalid or expired token")
+            return None
+        if access.status != "ready":
+            await send_text(send, 409, f"Repository is not ready ({access.status}); retry shortly")
+            return None
+        if service == "git-receive-pack":
+            if access.scope != "write":
+                await send_text(send, 403, "Insufficient permissions")
+                return None
+            if access.read_only:
+                await send_text(send, 403, "Repository is read-only")
+                return None
+        return access
+
+    async def _advertise(self, send: Send, service: str, path: Path, env: dict[str, str], proto: str | None) -> None:
+        args = [self.settings.git_binary, service[4:], "--stateless-rpc", "--http-backend-info-refs", str(path)]
+        async with self.slots:
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            )
+            out, err = await proc.communicate()
+        if proc.returncode != 0:
+            log.error("%s advertisement failed (%s): %s", service, proc.returncode, err[-2000:].decode(errors="replace"))
+            await send_text(send, 500, "Repository unavailable")
+            return
+        body = out
+        if not (service == "git-upload-pack" and proto and "version=2" in proto):
+            line = f"# service={service}\n".encode()
+            body = f"{len(line) + 4:04x}".encode() + line + b"0000" + out
+        headers = [
+            (b"content-type", f"application/x-{service}-advertisement".encode()),
+            (b"content-length", str(len(body)).encode()),
+            *NO_CACHE,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _rpc(self, scope: Scope, receive: Receive, send: Send, service: str, path: Path,
+                   env: dict[str, str], headers: dict[bytes, bytes], access: GitAccess) -> None:
+        encoding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+        if encoding not in ("", "identity", "gzip", "x-gzip"):
+            await send_text(send, 415, f"Unsupported Content-Encoding: {encoding[:40]}")
+            return
+        limit = self.settings.max_push_bytes if service == "git-receive-pack" else self.settings.max_inflated_request_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
+            return
+
+        push_log: Path | None = None
+        if service == "git-receive-pack":
+            fd, name = tempfile.mkstemp(prefix="push-", dir=self._tmp)
+            os.close(fd)
+            push_log = Path(name)
+            env = {**env, "ARTIFACTD_PUSH_LOG": str(push_log)}
+
+        try:
+            async with self.slots:
+                await self._pump(receive, send, service, path, env, encoding in ("gzip", "x-gzip"), limit)
+            if push_log is not None and push_log.stat().st_size > 0:
+                await run_in_threadpool(self.core.repos.record_push, access.repo_id)
+        finally:
+            if push_log is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    push_log.unlink()
+
+    async def _pump(self, receive: Receive, send: Send, service: str, path: Path, env: dict[str, str],
+                    gzipped: bool, limit: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self.settings.git_binary, service[4:], "--stateless-rpc", str(path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=env, start_new_session=True, limit=CHUNK,
+        )
+        assert proc.stdin and proc.stdout and proc.stderr
+        stderr_tail = bytearray()
+
+        async def drain_stderr() -> None:
+            while chunk := await proc.stderr.read(CHUNK):  # type: ignore[union-attr]
+                stderr_tail.extend(chunk)
+                del stderr_tail[:-4096]
+
+        async def feed() -> None:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+            total = 0
+            stdin_open = True
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                data = message.get("body", b"")
+                pieces = [data]
+                if inflater is not None and data:
+                    pieces = []
+                    buf = data
+                    while buf:
+                        out = inflater.decompress(buf, CHUNK)
+                        pieces.append(out)
+                        buf = inflater.unconsumed_tail
+                        total_here = sum(map(len, pieces))
+                        if total + total_here > limit:
+                            raise BodyTooLarge
+                for piece in pieces:
+                    total += len(piece)
+                    if total > limit:
+                        raise BodyTooLarge
+                    if piece and stdin_open:
+                        try:
+                            proc.stdin.write(piece)  # type: ignore[union-attr]
+                            await proc.stdin.drain()  # type: ignore[union-attr]
+                        except (BrokenPipeError, ConnectionResetError):
+                            stdin_open = False  # git stopped reading; its reply says why
+                if not message.get("more_body", False):
+                    break
+            if stdin_open:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    proc.stdin.close()  # type: ignore[union-attr]
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            raise ClientGone
+
+        stderr_task = asyncio.create_task(drain_stderr())
+        feed_task = asyncio.create_task(feed())
+        watcher: asyncio.Task | None = None
+        started = False
+        try:
+            while True:
+                read = asyncio.create_task(proc.stdout.read(CHUNK))
+                waiting = {read, feed_task} if not feed_task.done() else {read}
+                if watcher is not None:
+                    waiting.add(watcher)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if feed_task in done:
+                    feed_task.result()  # re-raise BodyTooLarge / ClientGone
+                    watcher = asyncio.create_task(watch_disconnect())
+                if watcher is not None and watcher in done:
+                    watcher.result()
+                if read not in done:
+                    chunk = await read
+                else:
+                    chunk = read.result()
+                if not chunk:
+                    break
+                if not started:
+                    started = True
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            code = await proc.wait()
+            await stderr_task
+            if code != 0:
+                log.warning("%s exited %s: %s", service, code, stderr_tail.decode(errors="replace").strip()[-1000:])
+            if not started:
+                if code != 0:
+                    await send_text(send, 500, f"{service} failed")
+                    return
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except BodyTooLarge:
+            _kill(proc)
+            if not started:
+                await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
+        except ClientGone:
+            _kill(proc)
+        except zlib.error:
+            _kill(proc)
+            if not started:
+                await send_text(send, 400, "Request body is not valid gzip")
+        finally:
+            for task in (feed_task, watcher, stderr_task):
+                if task is not None and not task.done():
+                    task.cancel()
+            if proc.returncode is None:
+                _kill(proc)
+                with contextlib.suppress(Exception):
+                    await proc.wait()

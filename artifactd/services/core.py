@@ -1,0 +1,71 @@
+"""The service container shared by every adapter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from artifactd.config import Settings
+from artifactd.gitserver.storage import GitStorage
+from artifactd.store.db import Database
+from artifactd.store.models import Account
+
+log = logging.getLogger("artifactd")
+
+
+@dataclass
+class Bootstrap:
+    account_id: str
+    api_token: str | None  # plaintext only on the start that created it
+
+
+class Core:
+    def __init__(self, settings: Settings | None = None):
+        from artifactd.services.apitokens import ApiTokenService
+        from artifactd.services.namespaces import NamespaceService
+        from artifactd.services.repos import RepoService
+        from artifactd.services.tokens import RepoTokenService
+
+        self.settings = settings or Settings()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.settings.resolved_database_url())
+        self.storage = GitStorage(self.settings)
+        self.namespaces = NamespaceService(self)
+        self.repos = RepoService(self)
+        self.tokens = RepoTokenService(self)
+        self.api_tokens = ApiTokenService(self)
+
+    def start(self) -> Bootstrap:
+        """Migrate, prepare storage, and create the first account on an empty store."""
+        self.db.migrate()
+        self.storage.prepare()
+        return self.bootstrap()
+
+    def bootstrap(self) -> Bootstrap:
+        path = self.settings.data_dir / "bootstrap.json"
+        with self.db.session() as s:
+            existing = s.scalars(select(Account.id).order_by(Account.created_at).limit(1)).first()
+            if existing is not None:
+                return Bootstrap(account_id=existing, api_token=None)
+            account_id, token = self.api_tokens.create_bootstrap(s)
+        write_private_json(path, {"account_id": account_id, "api_token": token})
+        return Bootstrap(account_id=account_id, api_token=token)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Write a secret-bearing file readable by its owner only (0600 from the start)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

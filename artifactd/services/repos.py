@@ -1,0 +1,271 @@
+"""Repos: create, look up, list, delete; the metadata rules of every interface."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from artifactd import ids, validation
+from artifactd.errors import ArtifactsError, ErrorCode, invalid, not_found
+from artifactd.services.namespaces import decode_cursor, encode_cursor
+from artifactd.store.models import Namespace, Repo
+from artifactd.store.types import isoformat, utcnow
+
+if TYPE_CHECKING:
+    from artifactd.services.core import Core
+
+log = logging.getLogger("artifactd.repos")
+
+SORTS = ("created_at", "updated_at", "last_push_at", "name")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+#: Errors that a repo that is not ready answers with, by status.
+_BUSY = {
+    "importing": (ErrorCode.IMPORT_IN_PROGRESS, "Repository import in progress: {name}. Retry shortly."),
+    "forking": (ErrorCode.FORK_IN_PROGRESS, "Repository fork in progress: {name}. Retry shortly."),
+    "creating": (ErrorCode.CREATE_IN_PROGRESS, "Repository creation in progress: {name}. Retry shortly."),
+}
+
+
+@dataclass
+class Created:
+    """A new repo and the plaintext of its initial write token (shown once)."""
+
+    repo: Repo
+    token: str
+
+
+class RepoService:
+    def __init__(self, core: Core):
+        self.core = core
+
+    # -- look-ups -------------------------------------------------------------------
+
+    @staticmethod
+    def find(s: Session, account_id: str, namespace: str, name: str) -> Repo | None:
+        return s.scalars(
+            select(Repo)
+            .join(Namespace, Repo.namespace_id == Namespace.id)
+            .where(
+                Namespace.account_id == account_id,
+                Namespace.name_key == namespace.lower(),
+                Repo.name_key == name.lower(),
+            )
+        ).first()
+
+    def require(self, s: Session, account_id: str, namespace: str, name: str, *, ready: bool = True) -> Repo:
+        """The repo, or NOT_FOUND; with ``ready``, the documented 409 while it is busy."""
+        validation.namespace_name(namespace)
+        validation.repo_name(name)
+        repo = self.find(s, account_id, namespace, name)
+        if repo is None:
+            raise not_found(f"Repository not found: {name}.")
+        if ready:
+            self.ensure_ready(repo)
+        return repo
+
+    @staticmethod
+    def ensure_ready(repo: Repo) -> None:
+        if repo.status in _BUSY:
+            code, message = _BUSY[repo.status]
+            raise ArtifactsError(code, message.format(name=repo.name))
+
+    def get(self, account_id: str, namespace: str, name: str) -> dict:
+        with self.core.db.session() as s:
+            return self.to_dict(self.require(s, account_id, namespace, name))
+
+    # -- create ---------------------------------------------------------------------
+
+    def create(
+        self,
+        account_id: str,
+        namespace: str,
+        name: str,
+        *,
+        description: Any = None,
+        default_branch: Any = None,
+        read_only: Any = False,
+    ) -> Created:
+        validation.namespace_name(namespace)
+        validation.repo_name(name)
+        description = validation.description(description)
+        default_branch = "main" if default_branch is None else validation.branch_name(default_branch)
+        read_only = validation.boolean(read_only, "read_only")
+
+        repo_id = ids.new_id()
+        storage_path = self.core.storage.init_repo(repo_id, default_branch)
+        try:
+            with self.core.db.session() as s:
+                ns = self.core.namespaces.get_or_create(s, account_id, namespace)
+                if self.find(s, account_id, namespace, name) is not None:
+                    raise self._exists(name)
+                now = utcnow()
+                repo = Repo(
+                    id=repo_id,
+                    account_id=account_id,
+                    namespace_id=ns.id,
+                    name=name,
+                    name_key=name.lower(),
+                    description=description,
+                    default_branch=default_branch,
+                    read_only=read_only,
+                    status="ready",
+                    storage_path=storage_path,
+                    created_at=now,
+                    updated_at=now,
+                )
+                repo.namespace = ns
+                s.add(repo)
+                s.flush()
+                _, token = self.core.tokens.mint(s, repo, "write", 86_400)
+            return Created(repo=repo, token=token)
+        except IntegrityError:
+            self.core.storage.remove(storage_path)
+            raise self._exists(name) from None
+        except BaseException:
+            self.core.storage.remove(storage_path)
+            raise
+
+    @staticmethod
+    def _exists(name: str) -> ArtifactsError:
+        return ArtifactsError(ErrorCode.ALREADY_EXISTS, f"repo already exists: {name}")
+
+    # -- list -----------------------------------------------------------------------
+
+    def list(
+        self,
+        account_id: str,
+        namespace: str,
+        *,
+        limit: Any = 50,
+        cursor: str | None = None,
+        search: str | None = None,
+        sort: str = "created_at",
+        direction: str = "desc",
+        with_total: bool = False,
+    ) -> tuple[list[Repo], str | None, int | None]:
+        """Keyset pagination: a page costs the same at 100 repos and at 100,000."""
+        validation.namespace_name(namespace)
+        limit = validation.integer(limit, "limit", 1, 200, message="Invalid limit: must be between 1 and 200.")
+        if sort not in SORTS:
+            raise invalid(f"Invalid sort: must be one of {', '.join(SORTS)}.")
+        if direction not in ("asc", "desc"):
+            raise invalid("Invalid direction: must be asc or desc.")
+
+        key = {
+            "created_at": Repo.created_at,
+            "updated_at": Repo.updated_at,
+            "last_push_at": func.coalesce(Repo.last_push_at, _EPOCH),
+            "name": Repo.name_key,
+        }[sort]
+        with self.core.db.session() as s:
+            ns = self.core.namespaces.find(s, account_id, namespace)
+            if ns is None:
+                return [], None, 0 if with_total else None
+            where = [Repo.namespace_id == ns.id]
+            if search:
+                pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                where.append(Repo.name_key.like(pattern, escape="\\"))
+            total = s.scalar(select(func.count()).select_from(Repo).where(*where)) if with_total else None
+            if cursor:
+                c = decode_cursor(cursor)
+                value, last_id = c.get("v"), c.get("i")
+                if not isinstance(last_id, str) or c.get("s") != sort or c.get("d") != direction:
+                    raise invalid("Invalid cursor.")
+                if sort != "name":
+                    try:
+                        value = dt.datetime.fromisoformat(value)
+                    except (TypeError, ValueError):
+                        raise invalid("Invalid cursor.") from None
+                if direction == "desc":
+                    where.append(or_(key < value, and_(key == value, Repo.id < last_id)))
+                else:
+                    where.append(or_(key > value, and_(key == value, Repo.id > last_id)))
+            order = (key.desc(), Repo.id.desc()) if direction == "desc" else (key.asc(), Repo.id.asc())
+            rows = list(s.scalars(select(Repo).where(*where).order_by(*order).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more:
+            last = rows[-1]
+            v: Any = {
+                "created_at": last.created_at,
+                "updated_at": last.updated_at,
+                "last_push_at": last.last_push_at or _EPOCH,
+                "name": last.name_key,
+            }[sort]
+            next_cursor = encode_cursor({
+                "s": sort, "d": direction, "i": last.id,
+                "v": v.isoformat() if isinstance(v, dt.datetime) else v,
+            })
+        return rows, next_cursor, total
+
+    # -- delete ---------------------------------------------------------------------
+
+    def delete(self, account_id: str, namespace: str, name: str) -> str:
+        """Remove the repo and its tokens now; its files leave the disk in the background."""
+        with self.core.db.session() as s:
+            repo = self.require(s, account_id, namespace, name, ready=False)
+            repo_id, storage_path = repo.id, repo.storage_path
+            s.delete(repo)
+        self.release_storage(repo_id, storage_path)
+        return repo_id
+
+    def release_storage(self, repo_id: str, storage_path: str) -> None:
+        self.core.storage.remove(storage_path)
+
+    # -- git side effects -----------------------------------------------------------
+
+    def record_push(self, repo_id: str) -> None:
+        with self.core.db.session() as s:
+            repo = s.get(Repo, repo_id)
+            if repo is not None:
+                now = utcnow()
+                repo.last_push_at = now
+                repo.updated_at = now
+
+    # -- presentation ---------------------------------------------------------------
+
+    def remote_url(self, repo: Repo) -> str:
+        settings = self.core.settings
+        base = settings.resolved_public_url()
+        ns = repo.namespace.name
+        if settings.git_host_template:
+            scheme = base.split("://", 1)[0] if "://" in base else "https"
+            host = settings.git_host_template.format(account_id=repo.account_id)
+            return f"{scheme}://{host}/git/{ns}/{repo.name}.git"
+        return f"{base}/git/{repo.account_id}/{ns}/{repo.name}.git"
+
+    def to_dict(self, repo: Repo) -> dict:
+        """The REST repo object (snake_case), with ``remote`` and ``status``."""
+        return {
+            "id": repo.id,
+            "name": repo.name,
+            "description": repo.description,
+            "default_branch": repo.default_branch,
+            "created_at": isoformat(repo.created_at),
+            "updated_at": isoformat(repo.updated_at),
+            "last_push_at": isoformat(repo.last_push_at),
+            "source": repo.source,
+            "read_only": repo.read_only,
+            "remote": self.remote_url(repo),
+            "status": repo.status,
+        }
+
+    def created_dict(self, created: Created) -> dict:
+        r = created.repo
+        return {
+            "id": r.id,
+            "name": r.name,
+            "description": r.description,
+            "default_branch": r.default_branch,
+            "remote": self.remote_url(r),
+            "token": created.token,
+            "read_only": r.read_only,
+        }
