@@ -1,0 +1,87 @@
+"""`artifactd serve`: first-start bootstrap, restarts, public URL and per-account Git hosts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from artifactd.testing import GitClient, ServerProcess
+
+
+def test_bootstrap_once_and_restart_keeps_everything(tmp_path: Path, database_url: str, git: GitClient):
+    if database_url:
+        # a separate database so this server bootstraps its own account
+        from artifactd.testing import temporary_database
+        ctx = temporary_database(database_url)
+        url = ctx.__enter__()
+    else:
+        ctx, url = None, ""
+    try:
+        srv = ServerProcess(tmp_path / "data", database_url=url).start()
+        try:
+            first_log = srv.log_path.read_text()
+            assert srv.api_token in first_log and srv.account_id in first_log
+            boot = json.loads((srv.data_dir / "bootstrap.json").read_text())
+            assert boot == {"account_id": srv.account_id, "api_token": srv.api_token}
+            assert len(srv.account_id) == 32 and int(srv.account_id, 16) >= 0
+            assert (srv.data_dir / "bootstrap.json").stat().st_mode & 0o777 == 0o600
+            repo = srv.create_repo("default", "kept")
+            src = git.make_repo(tmp_path / "src")
+            git.run("push", repo["remote"], "main", cwd=src, token=repo["token"])
+        finally:
+            srv.stop()
+        size_before = srv.log_path.stat().st_size
+        srv2 = ServerProcess(srv.data_dir, database_url=url, port=srv.port).start()
+        try:
+            later = srv2.log_path.read_text()[size_before:]
+            assert srv.api_token not in later
+            assert srv2.account_id == srv.account_id
+            clone = tmp_path / "clone"
+            git.run("clone", "-q", repo["remote"], str(clone), token=repo["token"])
+            assert git.out("rev-parse", "HEAD", cwd=clone) == git.out("rev-parse", "HEAD", cwd=src)
+        finally:
+            srv2.stop()
+    finally:
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+
+
+def test_public_url_and_host_template(tmp_path: Path, git: GitClient):
+    srv = ServerProcess(tmp_path / "data")
+    srv.extra_args = ["--public-url", f"http://git.test:{srv.port}", "--git-host-template",
+                      "{account_id}.git.test"]
+    srv.start()
+    try:
+        repo = srv.create_repo("default", "hosted")
+        host = f"{srv.account_id}.git.test"
+        assert repo["remote"] == f"http://{host}/git/default/hosted.git"
+        # The account comes from the Host header; the path form keeps working.
+        remote = f"http://{host}:{srv.port}/git/default/hosted.git"
+        resolve = f"http.curloptResolve={host}:{srv.port}:127.0.0.1"
+        src = git.make_repo(tmp_path / "src")
+        git.run("-c", resolve, "push", remote, "main", cwd=src, token=repo["token"])
+        path_form = f"{srv.base_url}/git/{srv.account_id}/default/hosted.git"
+        out = git.run("ls-remote", path_form, token=repo["token"]).stdout
+        assert b"refs/heads/main" in out
+        r = httpx.get(f"{srv.base_url}/git/default/hosted.git/info/refs?service=git-upload-pack",
+                      headers={"Host": f"{'f' * 32}.git.test", "Authorization": f"Bearer {repo['token']}"})
+        assert r.status_code == 403  # another account's host: the token does not open it
+        r = httpx.get(f"{srv.base_url}/git/default/hosted.git/info/refs?service=git-upload-pack",
+                      headers={"Authorization": f"Bearer {repo['token']}"})
+        assert r.status_code == 404  # no account in the path and none in the host
+    finally:
+        srv.stop()
+
+
+def test_no_secret_in_server_log(server: ServerProcess, repo: dict, git: GitClient, tmp_path: Path):
+    src = git.make_repo(tmp_path / "src")
+    git.run("push", repo["remote"], "main", cwd=src, token=repo["token"])
+    scheme, rest = repo["remote"].split("://", 1)
+    git.run("ls-remote", f"{scheme}://user:{repo['token'].split('?')[0]}@{rest}")
+    httpx.get(repo["remote"] + "/info/refs?service=git-upload-pack",
+              headers={"Authorization": "Bearer art_v1_" + "a" * 40})
+    text = server.log_path.read_text()
+    assert repo["token"].split("?")[0] not in text
+    assert text.count(server.api_token) == 1  # only the one-time bootstrap banner
