@@ -157,3 +157,27 @@ def test_secrets_not_stored_in_plaintext(server: ServerProcess, repo: dict):
     assert secret not in raw and server.api_token.encode() not in raw
     assert json.loads((server.data_dir / "bootstrap.json").read_text())["api_token"] == server.api_token
     assert (server.data_dir / "bootstrap.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_page_pagination_as_wrangler_sends_it(server: ServerProcess):
+    ns = f"pp-{secrets.token_hex(3)}"
+    for i in range(5):
+        server.create_repo(ns, f"q{i}")
+    with server.api() as c:
+        seen = []
+        page = 1
+        while True:
+            r = c.get(f"/namespaces/{ns}/repos", params={"page": page, "per_page": 2})
+            assert r.status_code == 200, r.text
+            info = r.json()["result_info"]
+            assert {"page", "per_page", "count", "total_count", "total_pages"} <= set(info)
+            assert info["total_count"] == 5 and info["total_pages"] == 3
+            seen += [x["name"] for x in r.json()["result"]]
+            if page * info["per_page"] >= info["total_count"]:
+                break
+            page += 1
+        assert sorted(seen) == [f"q{i}" for i in range(5)]
+        assert c.get(f"/namespaces/{ns}/repos", params={"page": 0}).status_code == 400
+        r = c.get("/namespaces", params={"page": 1})
+        info = r.json()["result_info"]
+        assert info["total_count"] >= 1 and any(n["namespace"] == ns for n in r.json()["result"])

@@ -47,17 +47,26 @@ def _body(schema: dict) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def list_info(items: list, cursor: str | None, limit: int, page: int | None, total: int | None) -> dict:
+    """Cursor ``result_info``; with ``?page=`` (wrangler pages that way) the offset fields too."""
+    info: dict = {"cursor": cursor or "", "per_page": limit, "count": len(items)}
+    if page is not None:
+        info.update(page=page, total_count=total or 0, total_pages=max(1, -(-(total or 0) // limit)))
+    return info
+
+
 # -- namespaces (routes 1-4) ---------------------------------------------------------
 
 
 @router.get("/namespaces")
 async def list_namespaces(account_id: str, request: Request, who: Principal = Depends(principal)):
     require(who, READ, account_id)
-    limit = query_int(request, "limit", 100)
-    items, cursor = await run_in_threadpool(
-        core_of(request).namespaces.list, account_id, limit, request.query_params.get("cursor") or None
+    limit = query_int(request, "limit", query_int(request, "per_page", 100))
+    page = query_int(request, "page", 0) if "page" in request.query_params else None
+    items, cursor, total = await run_in_threadpool(
+        core_of(request).namespaces.list, account_id, limit, request.query_params.get("cursor") or None, page
     )
-    return ok(items, result_info={"cursor": cursor or "", "per_page": limit, "count": len(items)})
+    return ok(items, result_info=list_info(items, cursor, limit, page, total))
 
 
 @router.post("/namespaces", status_code=201, openapi_extra=_body(_NAMESPACE_CREATE_SCHEMA))
@@ -91,17 +100,18 @@ async def list_repos(account_id: str, namespace: str, request: Request, who: Pri
     require(who, READ, account_id, namespace)
     core = core_of(request)
     q = request.query_params
-    limit = query_int(request, "limit", 50)
+    limit = query_int(request, "limit", query_int(request, "per_page", 50))
+    page = query_int(request, "page", 0) if "page" in request.query_params else None
 
     def run():
-        rows, cursor, _ = core.repos.list(
+        rows, cursor, total = core.repos.list(
             account_id, namespace, limit=limit, cursor=q.get("cursor") or None, search=q.get("search") or None,
-            sort=q.get("sort") or "created_at", direction=q.get("direction") or "desc",
+            sort=q.get("sort") or "created_at", direction=q.get("direction") or "desc", page=page,
         )
-        return [core.repos.to_dict(r) for r in rows], cursor
+        return [core.repos.to_dict(r) for r in rows], cursor, total
 
-    items, cursor = await run_in_threadpool(run)
-    return ok(items, result_info={"cursor": cursor or "", "per_page": limit, "count": len(items)})
+    items, cursor, total = await run_in_threadpool(run)
+    return ok(items, result_info=list_info(items, cursor, limit, page, total))
 
 
 @router.post("/namespaces/{namespace}/repos", status_code=201, openapi_extra=_body(_REPO_CREATE_SCHEMA))

@@ -90,15 +90,22 @@ class NamespaceService:
             ns = self.require(s, account_id, name)
             return self.to_dict(ns, self._repo_count(s, ns.id))
 
-    def list(self, account_id: str, limit: int = 100, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    def list(self, account_id: str, limit: int = 100, cursor: str | None = None,
+             page: int | None = None) -> tuple[list[dict], str | None, int]:
+        """Cursor pagination by id; ``page`` (what wrangler sends) selects offset pages."""
         validation.integer(limit, "limit", 1, 200, message="Invalid limit: must be between 1 and 200.")
+        if page is not None:
+            validation.integer(page, "page", 1, 1_000_000)
         q = select(Namespace).where(Namespace.account_id == account_id).order_by(Namespace.id)
-        if cursor:
+        if page is not None:
+            q = q.offset((page - 1) * limit)
+        elif cursor:
             after = decode_cursor(cursor).get("id")
             if not isinstance(after, int):
                 raise invalid("Invalid cursor.")
             q = q.where(Namespace.id > after)
         with self.core.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(Namespace).where(Namespace.account_id == account_id))
             rows = list(s.scalars(q.limit(limit + 1)))
             more = len(rows) > limit
             rows = rows[:limit]
@@ -110,8 +117,8 @@ class NamespaceService:
                 ).all()
             ) if rows else {}
             items = [self.to_dict(r, counts.get(r.id, 0)) for r in rows]
-        next_cursor = encode_cursor({"id": rows[-1].id}) if more and rows else None
-        return items, next_cursor
+        next_cursor = encode_cursor({"id": rows[-1].id}) if more and rows and page is None else None
+        return items, next_cursor, total or 0
 
     def delete(self, account_id: str, name: str) -> None:
         with self.core.db.session() as s:

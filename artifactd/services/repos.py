@@ -149,14 +149,21 @@ class RepoService:
         sort: str = "created_at",
         direction: str = "desc",
         with_total: bool = False,
+        page: Any = None,
     ) -> tuple[list[Repo], str | None, int | None]:
-        """Keyset pagination: a page costs the same at 100 repos and at 100,000."""
+        """Keyset pagination: a page costs the same at 100 repos and at 100,000.
+
+        ``page`` (1-based, what wrangler sends) selects offset pagination instead and
+        always counts the total."""
         validation.namespace_name(namespace)
         limit = validation.integer(limit, "limit", 1, 200, message="Invalid limit: must be between 1 and 200.")
         if sort not in SORTS:
             raise invalid(f"Invalid sort: must be one of {', '.join(SORTS)}.")
         if direction not in ("asc", "desc"):
             raise invalid("Invalid direction: must be asc or desc.")
+        if page is not None:
+            page = validation.integer(page, "page", 1, 1_000_000)
+            with_total = True
 
         key = {
             "created_at": Repo.created_at,
@@ -173,7 +180,7 @@ class RepoService:
                 pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
                 where.append(Repo.name_key.like(pattern, escape="\\"))
             total = s.scalar(select(func.count()).select_from(Repo).where(*where)) if with_total else None
-            if cursor:
+            if cursor and page is None:
                 c = decode_cursor(cursor)
                 value, last_id = c.get("v"), c.get("i")
                 if not isinstance(last_id, str) or c.get("s") != sort or c.get("d") != direction:
@@ -188,11 +195,14 @@ class RepoService:
                 else:
                     where.append(or_(key > value, and_(key == value, Repo.id > last_id)))
             order = (key.desc(), Repo.id.desc()) if direction == "desc" else (key.asc(), Repo.id.asc())
-            rows = list(s.scalars(select(Repo).where(*where).order_by(*order).limit(limit + 1)))
+            q = select(Repo).where(*where).order_by(*order).limit(limit + 1)
+            if page is not None:
+                q = q.offset((page - 1) * limit)
+            rows = list(s.scalars(q))
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = None
-        if more:
+        if more and page is None:
             last = rows[-1]
             v: Any = {
                 "created_at": last.created_at,
