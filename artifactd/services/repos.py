@@ -171,6 +171,23 @@ class RepoService:
             "last_push_at": func.coalesce(Repo.last_push_at, _EPOCH),
             "name": Repo.name_key,
         }[sort]
+        after = None
+        if cursor and page is None:
+            c = decode_cursor(cursor)
+            value, last_id = c.get("v"), c.get("i")
+            if not isinstance(last_id, str) or c.get("s") != sort or c.get("d") != direction:
+                raise invalid("Invalid cursor.")
+            if sort != "name":
+                try:
+                    value = dt.datetime.fromisoformat(value)
+                except (TypeError, ValueError):
+                    raise invalid("Invalid cursor.") from None
+            elif not isinstance(value, str):
+                raise invalid("Invalid cursor.")
+            if direction == "desc":
+                after = or_(key < value, and_(key == value, Repo.id < last_id))
+            else:
+                after = or_(key > value, and_(key == value, Repo.id > last_id))
         with self.core.db.session() as s:
             ns = self.core.namespaces.find(s, account_id, namespace)
             if ns is None:
@@ -180,20 +197,8 @@ class RepoService:
                 pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
                 where.append(Repo.name_key.like(pattern, escape="\\"))
             total = s.scalar(select(func.count()).select_from(Repo).where(*where)) if with_total else None
-            if cursor and page is None:
-                c = decode_cursor(cursor)
-                value, last_id = c.get("v"), c.get("i")
-                if not isinstance(last_id, str) or c.get("s") != sort or c.get("d") != direction:
-                    raise invalid("Invalid cursor.")
-                if sort != "name":
-                    try:
-                        value = dt.datetime.fromisoformat(value)
-                    except (TypeError, ValueError):
-                        raise invalid("Invalid cursor.") from None
-                if direction == "desc":
-                    where.append(or_(key < value, and_(key == value, Repo.id < last_id)))
-                else:
-                    where.append(or_(key > value, and_(key == value, Repo.id > last_id)))
+            if after is not None:
+                where.append(after)
             order = (key.desc(), Repo.id.desc()) if direction == "desc" else (key.asc(), Repo.id.asc())
             q = select(Repo).where(*where).order_by(*order).limit(limit + 1)
             if page is not None:
