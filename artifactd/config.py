@@ -38,6 +38,44 @@ class Settings(BaseSettings):
     #: Log level for the ``artifactd`` loggers.
     log_level: str = "info"
 
+    # -- identity: users, API tokens, OAuth (docs/identity.md) --
+    #: Serve HTTPS with this certificate chain and key (PEM files); both or neither.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    #: Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    #: E-mail (login name) of the admin user created on the first start.
+    bootstrap_admin_email: str = "admin@localhost"
+    #: last_used_on / last IP of a token are written at most once per this many seconds.
+    token_last_used_resolution: int = 60
+    #: Longest lifetime an API token may be given, days (0: no limit; expiry stays optional).
+    api_token_max_ttl_days: int = 0
+    #: OAuth access tokens live this long (seconds).
+    oauth_access_token_ttl: int = 3600
+    #: OAuth refresh tokens (each rotation issues a new one) live this long (seconds).
+    oauth_refresh_token_ttl: int = 30 * 86400
+    #: Authorization codes must be exchanged within this many seconds.
+    oauth_code_ttl: int = 300
+    #: Device codes (RFC 8628) expire after this many seconds.
+    oauth_device_code_ttl: int = 600
+    #: Smallest polling interval told to device-flow clients (seconds).
+    oauth_device_poll_interval: int = 5
+    #: Client id of artifactd's own CLI (a public client, loopback redirects, device flow).
+    oauth_cli_client_id: str = "artifactd-cli"
+    #: Client id wrangler sends (its built-in default, or WRANGLER_CLIENT_ID).
+    oauth_wrangler_client_id: str = "54d11594-84e4-41aa-b438-e81b8fa78ee7"
+    #: Browser login sessions on the consent pages last this long (seconds).
+    web_session_ttl: int = 8 * 3600
+    #: Failed password logins from one client (or for one user) before slowing down.
+    login_failure_threshold: int = 5
+    #: Failed API/OAuth token checks from one client before slowing down.
+    token_failure_threshold: int = 20
+    #: Failures are counted over this window (seconds).
+    auth_failure_window: int = 300
+    #: First back-off once over the threshold (seconds); doubles per failure, capped.
+    auth_backoff_base: float = 2.0
+    auth_backoff_max: float = 300.0
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -47,7 +85,13 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_certfile else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def trusted_proxy_networks(self) -> list:
+        import ipaddress
+
+        return [ipaddress.ip_network(c.strip(), strict=False) for c in self.trusted_proxies.split(",") if c.strip()]
 
     @property
     def repos_dir(self) -> Path:

@@ -29,6 +29,10 @@ class ErrorCode(Enum):
     UNAUTHENTICATED = (10000, 401)
     FORBIDDEN = (10001, 403)
     RATE_LIMITED = (10429, 429)
+    # Identity routes (Cloudflare's numbers): a token of the wrong kind for /user/tokens/verify,
+    # and a credential without access to a user/account resource.
+    INVALID_API_TOKEN = (1000, 401)
+    UNAUTHORIZED_RESOURCE = (9109, 403)
 
     @property
     def numeric(self) -> int:

@@ -23,6 +23,10 @@ def create_api(core: Core) -> FastAPI:
     api = FastAPI(title="artifactd", version=__version__, docs_url="/docs", redoc_url=None)
     api.state.core = core
     api.include_router(rest.router)
+    from artifactd.http import oauth_pages, rest_user  # identity: users, API tokens, OAuth
+
+    api.include_router(rest_user.router)
+    api.include_router(oauth_pages.router)
 
     @api.exception_handler(ArtifactsError)
     async def _artifacts_error(_: Request, exc: ArtifactsError):

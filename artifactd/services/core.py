@@ -22,14 +22,21 @@ log = logging.getLogger("artifactd")
 class Bootstrap:
     account_id: str
     api_token: str | None  # plaintext only on the start that created it
+    admin_email: str | None = None
+    admin_password: str | None = None  # one-time password of the bootstrap admin, first start only
 
 
 class Core:
     def __init__(self, settings: Settings | None = None):
         from artifactd.services.apitokens import ApiTokenService
+        from artifactd.services.audit import AuditService
         from artifactd.services.namespaces import NamespaceService
+        from artifactd.services.oauth import OAuthService
         from artifactd.services.repos import RepoService
+        from artifactd.services.throttle import Throttle
         from artifactd.services.tokens import RepoTokenService
+        from artifactd.services.user_tokens import UserTokenService
+        from artifactd.services.users import UserService
 
         self.settings = settings or Settings()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -39,6 +46,11 @@ class Core:
         self.repos = RepoService(self)
         self.tokens = RepoTokenService(self)
         self.api_tokens = ApiTokenService(self)
+        self.users = UserService(self)
+        self.user_tokens = UserTokenService(self)
+        self.oauth = OAuthService(self)
+        self.audit = AuditService(self)
+        self.throttle = Throttle(self)
 
     def start(self) -> Bootstrap:
         """Migrate, prepare storage, and create the first account on an empty store."""
@@ -51,10 +63,16 @@ class Core:
         with self.db.session() as s:
             existing = s.scalars(select(Account.id).order_by(Account.created_at).limit(1)).first()
             if existing is not None:
+                admin = self.users.ensure_bootstrap_admin(s, existing)
+                if admin is not None:  # a store from before users existed: add its admin
+                    old = json.loads(path.read_text()) if path.exists() else {"account_id": existing}
+                    write_private_json(path, {**old, "admin_email": admin[0], "admin_password": admin[1]})
                 return Bootstrap(account_id=existing, api_token=None)
             account_id, token = self.api_tokens.create_bootstrap(s)
-        write_private_json(path, {"account_id": account_id, "api_token": token})
-        return Bootstrap(account_id=account_id, api_token=token)
+            email, password = self.users.ensure_bootstrap_admin(s, account_id, bootstrap_token=token)
+        write_private_json(path, {"account_id": account_id, "api_token": token,
+                                  "admin_email": email, "admin_password": password})
+        return Bootstrap(account_id=account_id, api_token=token, admin_email=email, admin_password=password)
 
     def close(self) -> None:
         self.db.dispose()

@@ -53,6 +53,16 @@ class ApiToken(Base):
     expires_on: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_on: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # -- identity (migration 0002_identity) --
+    #: Owner: a user token (None: an account-owned token, managed by the account's admins).
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    #: Cloudflare-style policies (effect, permission_groups, resources); None: the legacy
+    #: permissions/namespaces columns on account_id apply.
+    policies: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    #: {"request_ip": {"in": [CIDR...], "not_in": [CIDR...]}}
+    condition: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    modified_on: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Namespace(Base):
@@ -117,3 +127,5 @@ class RepoToken(Base):
 
 
 __all__ = ["Base", "Account", "ApiToken", "Namespace", "Repo", "RepoToken"]
+
+from artifactd.store import models_identity  # noqa: E402,F401  (identity tables)

@@ -1,0 +1,116 @@
+"""Slow down repeated failed logins and token checks.
+
+Counters live in the database (``auth_throttle``) so every server process sees them.
+Below the threshold nothing changes; past it, each further failure doubles a back-off
+(``auth_backoff_base`` .. ``auth_backoff_max`` seconds) during which that client (or,
+for logins, that user) gets 429 with ``Retry-After``, even with correct credentials.
+A successful request only ever reads a process-local cache of blocks, never the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+
+from artifactd.errors import ArtifactsError, ErrorCode
+from artifactd.store.models_identity import AuthThrottle
+from artifactd.store.types import utcnow
+
+if TYPE_CHECKING:
+    from artifactd.services.core import Core
+
+
+class Throttled(ArtifactsError):
+    def __init__(self, retry_after: int):
+        super().__init__(ErrorCode.RATE_LIMITED,
+                         f"Too many failed attempts from this client; retry in {retry_after} s.")
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class Throttle:
+    def __init__(self, core: Core):
+        self.core = core
+        self._blocked: dict[str, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def _threshold(self, kind: str) -> int:
+        s = self.core.settings
+        return s.login_failure_threshold if kind == "login" else s.token_failure_threshold
+
+    @staticmethod
+    def _key(kind: str, who: str | None) -> str:
+        return f"{kind}:{who or 'unknown'}"[:400]
+
+    def _raise_if_blocked(self, until: dt.datetime | None, now: dt.datetime) -> None:
+        if until is not None and until > now:
+            raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+
+    def check_cached(self, kind: str, who: str | None) -> None:
+        """Cheap check on every request: blocks this process already knows about."""
+        key = self._key(kind, who)
+        with self._lock:
+            until = self._blocked.get(key)
+        if until is not None:
+            now = utcnow()
+            if until <= now:
+                with self._lock:
+                    self._blocked.pop(key, None)
+            else:
+                self._raise_if_blocked(until, now)
+
+    def check(self, kind: str, who: str | None) -> None:
+        """Authoritative check (a database read): used before verifying a password."""
+        self.check_cached(kind, who)
+        key = self._key(kind, who)
+        with self.core.db.session() as s:
+            row = s.get(AuthThrottle, key)
+            until = row.blocked_until if row else None
+        if until is not None and until > utcnow():
+            with self._lock:
+                self._blocked[key] = until
+        self._raise_if_blocked(until, utcnow())
+
+    def fail(self, kind: str, who: str | None) -> None:
+        """Count a failure; raise 429 if the client is now (or still) being slowed down."""
+        key = self._key(kind, who)
+        settings = self.core.settings
+        window = dt.timedelta(seconds=settings.auth_failure_window)
+        for _ in range(3):
+            now = utcnow()
+            try:
+                with self.core.db.session() as s:
+                    row = s.get(AuthThrottle, key, with_for_update=True)
+                    if row is None:
+                        row = AuthThrottle(key=key, failures=0, window_start=now)
+                        s.add(row)
+                    elif now - row.window_start > window and (row.blocked_until is None or row.blocked_until <= now):
+                        row.failures, row.window_start, row.blocked_until = 0, now, None
+                    row.failures += 1
+                    over = row.failures - self._threshold(kind)
+                    if over >= 0:
+                        delay = min(settings.auth_backoff_max, settings.auth_backoff_base * (2 ** min(over, 30)))
+                        row.blocked_until = now + dt.timedelta(seconds=delay)
+                    until = row.blocked_until
+                break
+            except IntegrityError:  # two processes created the row at once: retry
+                continue
+        else:  # pragma: no cover
+            return
+        if until is not None and until > now:
+            with self._lock:
+                self._blocked[key] = until
+            self._raise_if_blocked(until, now)
+
+    def succeed(self, kind: str, who: str | None) -> None:
+        key = self._key(kind, who)
+        with self._lock:
+            self._blocked.pop(key, None)
+        with self.core.db.session() as s:
+            row = s.get(AuthThrottle, key)
+            if row is not None:
+                s.delete(row)
