@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     #: Failures are counted over this window (seconds).
     auth_failure_window: int = 300
     #: First back-off once over the threshold (seconds); doubles per failure, capped.
+    #: Comma-separated CIDRs never slowed down (the server's own machine by default).
+    throttle_exempt: str = "127.0.0.0/8,::1/128"
     auth_backoff_base: float = 2.0
     auth_backoff_max: float = 300.0
 

@@ -137,7 +137,7 @@ async def _login_step(request: Request, form: dict, action: str, hidden: dict, c
     def run():
         try:
             core.throttle.check("login", ip)
-            core.throttle.check("login-user", email)
+            core.throttle.check("login-user", email, ip)
         except Throttled as t:
             return None, t
         with core.db.session() as s:
@@ -157,7 +157,7 @@ async def _login_step(request: Request, form: dict, action: str, hidden: dict, c
                                   actor_email=email or None, actor_kind="password", client_ip=ip)
             try:
                 core.throttle.fail("login", ip)
-                core.throttle.fail("login-user", email)
+                core.throttle.fail("login-user", email, ip)
             except Throttled as t:
                 return None, t
             return None, None
@@ -383,7 +383,6 @@ async def token_endpoint(request: Request):
     ip = client_ip(request)
     try:
         form = await _form(request)
-        core.throttle.check_cached("token", ip)
         return _json(await run_in_threadpool(core.oauth.token, form, ip))
     except OAuthError as e:
         if e.error in ("invalid_grant", "invalid_client"):

@@ -125,7 +125,10 @@ async def create_repo(account_id: str, namespace: str, request: Request, who: Pr
             account_id, namespace, body.get("name"), description=body.get("description"),
             default_branch=body.get("default_branch"), read_only=body.get("read_only", False),
         )
-        return core.repos.created_dict(created)
+        out = core.repos.created_dict(created)
+        core.audit.record("repo.create", account_id=account_id, principal=who,
+                          resource=f"repo:{namespace}/{out['name']}", details={"repo_id": out["id"]})
+        return out
 
     return ok(await run_in_threadpool(run), status=201)
 
@@ -141,6 +144,8 @@ async def delete_repo(account_id: str, namespace: str, name: str, request: Reque
                       who: Principal = Depends(principal)):
     require(who, EDIT, account_id, namespace)
     repo_id = await run_in_threadpool(core_of(request).repos.delete, account_id, namespace, name)
+    await run_in_threadpool(core_of(request).audit.record, "repo.delete", account_id=account_id, principal=who,
+                            resource=f"repo:{namespace}/{name}", details={"repo_id": repo_id})
     return ok({"id": repo_id}, status=202)
 
 

@@ -284,12 +284,10 @@ class ApiTokenService:
         if credential.startswith(ACCESS_PREFIX):
             if not well_formed(credential, ACCESS_PREFIX):
                 raise unauthenticated()
-            throttle.check_cached("token", client_ip)
             principal = self.core.oauth.authenticate_access(credential, client_ip)
         else:
             if not well_formed_api_token(credential):
                 raise unauthenticated()
-            throttle.check_cached("token", client_ip)
             principal = self._authenticate_api_token(credential, client_ip)
         if principal is None:
             self.core.audit.record("auth.token_rejected", outcome="failure", client_ip=client_ip,

@@ -2,9 +2,15 @@
 
 Counters live in the database (``auth_throttle``) so every server process sees them.
 Below the threshold nothing changes; past it, each further failure doubles a back-off
-(``auth_backoff_base`` .. ``auth_backoff_max`` seconds) during which that client (or,
-for logins, that user) gets 429 with ``Retry-After``, even with correct credentials.
-A successful request only ever reads a process-local cache of blocks, never the database.
+(``auth_backoff_base`` .. ``auth_backoff_max`` seconds). While it runs:
+
+- password logins from that client (or for that user) get 429 with ``Retry-After``,
+  even with the right password;
+- failed token checks from that client get 429 with ``Retry-After`` instead of 401;
+  valid tokens keep working, so one misconfigured script behind a shared address does
+  not lock everyone out.
+
+Clients in ``ARTIFACTD_THROTTLE_EXEMPT`` (default: loopback) are never slowed down.
 """
 
 from __future__ import annotations
@@ -38,6 +44,23 @@ class Throttle:
         self._blocked: dict[str, dt.datetime] = {}
         self._lock = threading.Lock()
 
+    def exempt(self, ip: str | None) -> bool:
+        import ipaddress
+
+        if not ip:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr.version == n.version and addr in n for n in self._exempt_networks())
+
+    def _exempt_networks(self) -> list:
+        import ipaddress
+
+        raw = self.core.settings.throttle_exempt
+        return [ipaddress.ip_network(c.strip(), strict=False) for c in raw.split(",") if c.strip()]
+
     def _threshold(self, kind: str) -> int:
         s = self.core.settings
         return s.login_failure_threshold if kind == "login" else s.token_failure_threshold
@@ -50,8 +73,10 @@ class Throttle:
         if until is not None and until > now:
             raise Throttled(max(1, math.ceil((until - now).total_seconds())))
 
-    def check_cached(self, kind: str, who: str | None) -> None:
-        """Cheap check on every request: blocks this process already knows about."""
+    def check_cached(self, kind: str, who: str | None, ip: str | None = None) -> None:
+        """Cheap check: blocks this process already knows about (no database read)."""
+        if self.exempt(ip if ip is not None else who):
+            return
         key = self._key(kind, who)
         with self._lock:
             until = self._blocked.get(key)
@@ -63,9 +88,11 @@ class Throttle:
             else:
                 self._raise_if_blocked(until, now)
 
-    def check(self, kind: str, who: str | None) -> None:
+    def check(self, kind: str, who: str | None, ip: str | None = None) -> None:
         """Authoritative check (a database read): used before verifying a password."""
-        self.check_cached(kind, who)
+        if self.exempt(ip if ip is not None else who):
+            return
+        self.check_cached(kind, who, ip)
         key = self._key(kind, who)
         with self.core.db.session() as s:
             row = s.get(AuthThrottle, key)
@@ -75,8 +102,10 @@ class Throttle:
                 self._blocked[key] = until
         self._raise_if_blocked(until, utcnow())
 
-    def fail(self, kind: str, who: str | None) -> None:
+    def fail(self, kind: str, who: str | None, ip: str | None = None) -> None:
         """Count a failure; raise 429 if the client is now (or still) being slowed down."""
+        if self.exempt(ip if ip is not None else who):
+            return
         key = self._key(kind, who)
         settings = self.core.settings
         window = dt.timedelta(seconds=settings.auth_failure_window)

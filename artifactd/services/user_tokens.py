@@ -367,15 +367,27 @@ class UserTokenService:
             raise ArtifactsError(ErrorCode.UNAUTHENTICATED, "Invalid API Token")
         if owner_kind == "account" and (who.kind != "account_token" or who.account_id != account_id):
             raise ArtifactsError(ErrorCode.UNAUTHENTICATED, "Invalid API Token")
+        from artifactd.store.models import Account
+
         with self.core.db.session() as s:
             row = s.get(ApiToken, who.token_id) if who.kind != "oauth" else None
             not_before = row.not_before if row else None
-        return {
+            accts = {a.id: a.name for a in s.scalars(select(Account).where(Account.id.in_(who.account_ids)))}
+        out = {
             "id": who.token_id,
             "status": "active",
             "not_before": isoformat(not_before),
             "expires_on": isoformat(who.expires_on),
+            # artifactd extension: what the credential is (introspection of the caller's own token).
+            "kind": who.kind,
+            "accounts": [{"id": a, "name": accts.get(a), "role": who.roles.get(a)} for a in who.account_ids],
         }
+        if who.user_id:
+            out["user"] = {"id": who.user_id, "email": who.user_email}
+        if who.kind == "oauth":
+            out["scopes"] = sorted(who.scopes)
+            out["client_id"] = who.client_id
+        return out
 
     @staticmethod
     def status_of(row: ApiToken) -> str:
