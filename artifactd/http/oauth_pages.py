@@ -155,12 +155,13 @@ async def _login_step(request: Request, form: dict, action: str, hidden: dict, c
             for acct in accts or [None]:
                 core.audit.record("login.password", outcome="failure", account_id=acct, actor_user_id=known,
                                   actor_email=email or None, actor_kind="password", client_ip=ip)
-            try:
-                core.throttle.fail("login", ip)
-                core.throttle.fail("login-user", email, ip)
-            except Throttled as t:
-                return None, t
-            return None, None
+            throttled = None
+            for kind, who in (("login", ip), ("login-user", email)):
+                try:
+                    core.throttle.fail(kind, who, ip)
+                except Throttled as t:
+                    throttled = throttled or t
+            return None, throttled
         core.throttle.succeed("login-user", email)
         for r in roles or [None]:
             core.audit.record("login.password", account_id=r.account_id if r else None, actor_user_id=user.id,

@@ -105,6 +105,10 @@ class Grant:
     user_id: str | None = None
 
 
+#: Grants of a credential whose policies resolve to nothing (e.g. its user left the account).
+NOTHING = (Grant("allow", frozenset()),)
+
+
 def _allows(perms: frozenset[str], wanted: str) -> bool:
     return (wanted in perms or (wanted == READ and EDIT in perms)
             or (wanted == TOKENS_READ and TOKENS_WRITE in perms))
@@ -325,7 +329,8 @@ class ApiTokenService:
                 email = user.email
                 roles = dict(s.execute(select(Membership.account_id, Membership.role)
                                        .where(Membership.user_id == row.user_id)).all())
-            grants = grants_from_policies(row.policies, roles if row.user_id else None) if row.policies else ()
+            grants = (grants_from_policies(row.policies, roles if row.user_id else None) or NOTHING) \
+                if row.policies else ()
             return Principal(
                 account_id=row.account_id,
                 permissions=frozenset(row.permissions or ()),

@@ -42,6 +42,7 @@ from artifactd.services.apitokens import (
     REFRESH_PREFIX,
     TOKENS_READ,
     TOKENS_WRITE,
+    NOTHING,
     Grant,
     Principal,
     generate_token,
@@ -444,7 +445,7 @@ class OAuthService:
             return Principal(
                 account_id=next(iter(roles), ""), permissions=frozenset(), namespaces=None,
                 token_id=row.id, kind="oauth", user_id=user.id, user_email=user.email,
-                grants=tuple(self.grants_for(scopes, user.id, roles)) or (Grant("allow", frozenset()),),
+                grants=tuple(self.grants_for(scopes, user.id, roles)) or NOTHING,
                 scopes=scopes, client_id=grant.client_id, expires_on=row.expires_at, client_ip=client_ip,
                 roles=roles,
             )

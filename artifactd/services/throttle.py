@@ -63,7 +63,7 @@ class Throttle:
 
     def _threshold(self, kind: str) -> int:
         s = self.core.settings
-        return s.login_failure_threshold if kind == "login" else s.token_failure_threshold
+        return s.login_failure_threshold if kind.startswith("login") else s.token_failure_threshold
 
     @staticmethod
     def _key(kind: str, who: str | None) -> str:

@@ -364,9 +364,9 @@ class UserTokenService:
         """``/user/tokens/verify`` answers for user credentials, ``/accounts/{id}/tokens/verify``
         for that account's own tokens (and says which one the caller is not, with code 1000)."""
         if owner_kind == "user" and who.kind == "account_token":
-            raise ArtifactsError(ErrorCode.UNAUTHENTICATED, "Invalid API Token")
+            raise ArtifactsError(ErrorCode.INVALID_API_TOKEN, "Invalid API Token")
         if owner_kind == "account" and (who.kind != "account_token" or who.account_id != account_id):
-            raise ArtifactsError(ErrorCode.UNAUTHENTICATED, "Invalid API Token")
+            raise ArtifactsError(ErrorCode.INVALID_API_TOKEN, "Invalid API Token")
         from artifactd.store.models import Account
 
         with self.core.db.session() as s:
