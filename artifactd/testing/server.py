@@ -57,13 +57,25 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
+    #: "https" when started with --tls-cert/--tls-key; ``verify`` is then the CA file.
+    scheme: str = "http"
+    verify: str | bool = True
     proc: subprocess.Popen | None = None
     account_id: str = ""
     api_token: str = ""
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_verify(self):
+        """What httpx's ``verify=`` wants: True, or a context trusting ``verify`` (a CA file)."""
+        if isinstance(self.verify, str):
+            import ssl
+
+            return ssl.create_default_context(cafile=self.verify)
+        return self.verify
 
     @property
     def api_base(self) -> str:
@@ -91,7 +103,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"artifactd exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1, verify=self.ssl_verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -115,7 +127,7 @@ class ServerProcess:
     def api(self, token: str | None = None) -> httpx.Client:
         """An HTTP client for the REST API, authenticated with the bootstrap token."""
         return httpx.Client(
-            base_url=self.api_base, timeout=60,
+            base_url=self.api_base, timeout=60, verify=self.ssl_verify,
             headers={"Authorization": f"Bearer {token or self.api_token}"},
         )
 
