@@ -24,7 +24,11 @@ def test_bootstrap_once_and_restart_keeps_everything(tmp_path: Path, database_ur
             first_log = srv.log_path.read_text()
             assert srv.api_token in first_log and srv.account_id in first_log
             boot = json.loads((srv.data_dir / "bootstrap.json").read_text())
-            assert boot == {"account_id": srv.account_id, "api_token": srv.api_token}
+            assert {k: boot[k] for k in ("account_id", "api_token")} == {"account_id": srv.account_id,
+                                                                          "api_token": srv.api_token}
+            # identity: the bootstrap admin's one-time password sits next to them (not in the log)
+            assert set(boot) == {"account_id", "api_token", "admin_email", "admin_password"}
+            assert boot["admin_password"] not in first_log
             assert len(srv.account_id) == 32 and int(srv.account_id, 16) >= 0
             assert (srv.data_dir / "bootstrap.json").stat().st_mode & 0o777 == 0o600
             repo = srv.create_repo("default", "kept")
