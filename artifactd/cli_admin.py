@@ -363,12 +363,16 @@ def tokens_revoke(token_id, data_dir, database_url):
 @click.option("--account", "account_id", default=None, help="Account (default: the bootstrap account).")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--action", default=None, help="Only actions starting with this, e.g. token. or login.")
+@click.option("--system", is_flag=True, help="Events tied to no account (failed logins of unknown users, "
+                                             "unknown tokens).")
 @click.option("--json", "as_json", is_flag=True)
 @_with_store
-def audit(account_id, limit, action, as_json, data_dir, database_url):
+def audit(account_id, limit, action, system, as_json, data_dir, database_url):
     """Show the audit log of an account, newest first."""
     core = _core(data_dir, database_url)
-    if account_id is None:
+    if system:
+        account_id = None
+    elif account_id is None:
         with core.db.session() as s:
             accts = core.users.list_accounts(s)
             if not accts:

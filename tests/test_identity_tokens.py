@@ -258,6 +258,10 @@ def test_failed_logins_and_token_checks_are_slowed_down(proxied: ServerProcess):
     events = json.loads(run_cli(proxied, "audit", "--action", "login.password", "--json").stdout)
     assert any(e["outcome"] == "failure" and e["client_ip"] == "198.51.100.23" and e["actor"]["email"] == email
                for e in events)
+    # Unknown tokens belong to no account: the operator sees them with --system.
+    system = json.loads(run_cli(proxied, "audit", "--system", "--action", "auth.token_rejected", "--json").stdout)
+    assert {e["client_ip"] for e in system} >= {"198.51.100.50", "127.0.0.1"}
+    assert all(e["token_id"] is None and e["outcome"] == "failure" for e in system)
 
 
 def test_last_used_is_recorded_without_a_write_per_request(server: ServerProcess):

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(not br.available(), reason="needs chromium + chr
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, database_url):
     with temporary_database(database_url and database_url.rsplit("/", 1)[0] + "/postgres") as url:
-        s = ServerProcess(tmp_path_factory.mktemp("login") / "data", database_url=url).start()
+        s = ServerProcess(tmp_path_factory.mktemp("login") / "data", database_url=url,
+                          extra_env={"ARTIFACTD_OAUTH_DEVICE_POLL_INTERVAL": "1"}).start()
         yield s
         s.stop()
 

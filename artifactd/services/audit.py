@@ -45,11 +45,13 @@ class AuditService:
         except Exception:  # the audit log must never turn a good request into a 500
             log.exception("could not record audit event %s", action)
 
-    def list(self, account_id: str, *, limit: int = 100, before: int | None = None,
+    def list(self, account_id: str | None, *, limit: int = 100, before: int | None = None,
              action: str | None = None) -> tuple[list[dict], int | None]:
         if not 1 <= limit <= 1000:
             raise invalid("Invalid limit: must be between 1 and 1000.")
-        q = select(AuditEvent).where(AuditEvent.account_id == account_id)
+        # account_id None: events tied to no account (unknown users or tokens), operator-only.
+        q = select(AuditEvent).where(AuditEvent.account_id == account_id if account_id is not None
+                                     else AuditEvent.account_id.is_(None))
         if before is not None:
             q = q.where(AuditEvent.id < before)
         if action:
