@@ -379,3 +379,35 @@ def test_permission_groups_listing(server: ServerProcess):
         "effect": "allow", "permission_groups": [{"id": groups["Artifacts Read"]["id"]}],
         "resources": {ACCT + server.account_id: "*"}}]})
     assert t["policies"][0]["permission_groups"][0]["name"] == "Artifacts Read"
+
+
+def test_second_account_and_account_wildcard(server: ServerProcess):
+    email, _ = new_user(server, accounts=())
+    acct2 = run_cli(server, "admin", "accounts", "create", "Team Two", "--admin", email).stdout.strip()
+    assert len(acct2) == 32
+    run_cli(server, "admin", "members", "add", server.account_id, email, "--role", "member")
+    listed = run_cli(server, "admin", "members", "list", acct2, "--json").stdout
+    assert json.loads(listed)[0]["email"] == email and json.loads(listed)[0]["role"] == "admin"
+    manager = user_manager_token(server, email)
+    with v4(server, manager) as c:
+        r = c.post("/user/tokens", json={"name": "everywhere", "policies": [{
+            "effect": "allow", "permission_groups": [{"name": "Artifacts Edit"}],
+            "resources": {ACCT + "*": "*"}}]})
+        assert r.status_code == 200, r.text
+        everywhere = r.json()["result"]["value"]
+        # As admin of Team Two, they may grant API Tokens permissions there.
+        assert c.post("/user/tokens", json={"name": "adm2", "policies": [policy(acct2, "API Tokens Write")]}
+                      ).status_code == 200
+    with v4(server, everywhere) as c:
+        assert {a["id"] for a in c.get("/accounts").json()["result"]} == {server.account_id, acct2}
+        for acct in (server.account_id, acct2):
+            r = c.post(f"/accounts/{acct}/artifacts/namespaces/wild/repos", json={"name": f"r-{secrets.token_hex(3)}"})
+            assert r.status_code == 201, r.text
+    # Leaving an account takes it away from the wildcard token too.
+    run_cli(server, "admin", "members", "remove", server.account_id, email)
+    with v4(server, everywhere) as c:
+        assert c.get(f"/accounts/{server.account_id}/artifacts/namespaces").status_code == 403
+        assert c.get(f"/accounts/{acct2}/artifacts/namespaces").status_code == 200
+    # The last admin of an account cannot be removed.
+    r = run_cli(server, "admin", "members", "remove", acct2, email, check=False)
+    assert r.returncode != 0 and "last admin" in r.stderr

@@ -275,3 +275,34 @@ def test_metadata(server: ServerProcess, path: str):
     assert m["code_challenge_methods_supported"] == ["S256"]
     assert m["device_authorization_endpoint"] == server.base_url + "/oauth2/device/auth"
     assert "artifacts:write" in m["scopes_supported"]
+
+
+def test_oauth_scopes_for_user_and_token_routes(server: ServerProcess):
+    email, password = new_user(server)
+    base = server.base_url + "/client/v4"
+    narrow = oauth_login(server, email, password, scope="artifacts:write")["access_token"]
+    wide = oauth_login(server, email, password, scope="user:read api_tokens:write account:read")["access_token"]
+    h = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
+    # /user needs user:read (code 9109 otherwise, which wrangler shows as "no email").
+    r = httpx.get(base + "/user", headers=h(narrow))
+    assert r.status_code == 403 and r.json()["errors"][0]["code"] == 9109
+    assert httpx.get(base + "/user", headers=h(wide)).json()["result"]["email"] == email
+    # Managing API tokens needs api_tokens:write.
+    body = {"name": "from-oauth", "policies": [{"effect": "allow", "permission_groups": [{"name": "Artifacts Read"}],
+                                                "resources": {f"com.cloudflare.api.account.{server.account_id}": "*"}}]}
+    assert httpx.post(base + "/user/tokens", json=body, headers=h(narrow)).status_code == 403
+    r = httpx.post(base + "/user/tokens", json=body, headers=h(wide))
+    assert r.status_code == 200, r.text
+    made = r.json()["result"]["value"]
+    with rest(server, made) as c:
+        assert c.get("/namespaces").status_code == 200
+    # account:read lists the user's accounts and memberships; a member is no admin.
+    accts = httpx.get(base + "/accounts", headers=h(wide)).json()["result"]
+    assert [a["id"] for a in accts] == [server.account_id] and accts[0]["role"] == "member"
+    ms = httpx.get(base + "/memberships", headers=h(wide)).json()["result"]
+    assert ms[0]["account"]["id"] == server.account_id and ms[0]["roles"] == ["Member"]
+    assert httpx.get(base + f"/accounts/{server.account_id}/audit_logs", headers=h(wide)).status_code == 403
+    # The verify route tells the CLI what the credential is.
+    v = httpx.get(base + "/user/tokens/verify", headers=h(wide)).json()["result"]
+    assert v["kind"] == "oauth" and v["user"]["email"] == email and v["client_id"] == CLI_CLIENT_ID
+    assert v["scopes"] == ["account:read", "api_tokens:write", "user:read"]

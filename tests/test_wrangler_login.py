@@ -206,3 +206,22 @@ def test_wrangler_login_device_flow(tls_server: ServerProcess, wrangler_ready, t
     assert code == 0 and "Successfully logged in" in out, out
     token = check_logged_in(env, tmp_path, srv, email, repo)
     check_logout(env, tmp_path, srv, token)
+
+
+def test_wrangler_whoami_with_api_tokens(tls_server: ServerProcess, wrangler_ready, tmp_path: Path):
+    """With CLOUDFLARE_API_TOKEN: user tokens and account tokens are told apart, as on Cloudflare."""
+    srv = tls_server
+    env = wrangler_env(tmp_path / "home", srv)
+    code, out = wrangler({**env, "CLOUDFLARE_API_TOKEN": srv.api_token}, tmp_path, "whoami")
+    assert code == 0 and "User API Token" in out and "admin@localhost" in out and srv.account_id in out, out
+    with httpx.Client(base_url=srv.base_url + "/client/v4", verify=srv.ssl_verify,
+                      headers={"Authorization": f"Bearer {srv.api_token}"}) as c:
+        r = c.post(f"/accounts/{srv.account_id}/tokens", json={"name": "acct", "policies": [{
+            "effect": "allow", "permission_groups": [{"name": "Artifacts Read"}],
+            "resources": {f"com.cloudflare.api.account.{srv.account_id}": "*"}}]})
+    acct_token = r.json()["result"]["value"]
+    code, out = wrangler({**env, "CLOUDFLARE_API_TOKEN": acct_token}, tmp_path, "whoami")
+    assert code == 0 and "Account API Token" in out and srv.account_id in out, out
+    code, out = wrangler({**env, "CLOUDFLARE_API_TOKEN": acct_token}, tmp_path,
+                         "artifacts", "repos", "list", "--namespace", "default")
+    assert code == 0, out
