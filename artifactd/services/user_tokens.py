@@ -372,7 +372,9 @@ class UserTokenService:
         with self.core.db.session() as s:
             row = s.get(ApiToken, who.token_id) if who.kind != "oauth" else None
             not_before = row.not_before if row else None
-            accts = {a.id: a.name for a in s.scalars(select(Account).where(Account.id.in_(who.account_ids)))}
+            # OAuth scopes apply to every account the user belongs to; a token to its policies' accounts.
+            shown = list(who.roles) if who.kind == "oauth" else who.account_ids
+            accts = {a.id: a.name for a in s.scalars(select(Account).where(Account.id.in_(shown)))}
         out = {
             "id": who.token_id,
             "status": "active",
@@ -380,7 +382,7 @@ class UserTokenService:
             "expires_on": isoformat(who.expires_on),
             # artifactd extension: what the credential is (introspection of the caller's own token).
             "kind": who.kind,
-            "accounts": [{"id": a, "name": accts.get(a), "role": who.roles.get(a)} for a in who.account_ids],
+            "accounts": [{"id": a, "name": accts.get(a), "role": who.roles.get(a)} for a in shown],
         }
         if who.user_id:
             out["user"] = {"id": who.user_id, "email": who.user_email}
