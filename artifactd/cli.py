@@ -84,5 +84,10 @@ from artifactd.cli_login import login, logout, whoami  # noqa: E402  (identity: 
 for _cmd in (admin, audit, login, logout, whoami):
     main.add_command(_cmd)
 
+from artifactd.cli_maintenance import maintenance as _maintenance  # noqa: E402  (issue 3)
+
+main.add_command(_maintenance)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

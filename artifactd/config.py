@@ -78,6 +78,33 @@ class Settings(BaseSettings):
     auth_backoff_base: float = 2.0
     auth_backoff_max: float = 300.0
 
+    # -- forks, imports, content reads, maintenance (docs/forks.md, docs/imports.md) --
+    #: How long a fork waits for its parent's maintenance to finish before 503.
+    fork_lock_timeout_seconds: float = 300
+    #: Seconds between storage maintenance runs inside the server; 0 disables them.
+    maintenance_interval_seconds: int = 86_400
+    #: Unreachable objects younger than this are kept (protects racing pushes).
+    maintenance_prune_grace_seconds: int = 1_209_600
+    #: pack.threads for maintenance repacks (keeps a repack from taking every core).
+    maintenance_pack_threads: int = 1
+    #: Wall-clock limit of one import, seconds.
+    import_timeout_seconds: int = 600
+    #: Largest repository an import may bring in (bytes on disk).
+    import_max_bytes: int = 1024 * 1024 * 1024
+    #: Imports running at once per server process (others wait as ``importing``).
+    import_max_concurrent: int = 4
+    #: Allow plain ``http://`` import remotes (and credentials over them).
+    import_allow_http: bool = False
+    #: Comma-separated CIDRs that imports may reach although they are not public
+    #: (loopback, private, link-local, metadata), e.g. ``127.0.0.0/8,10.1.0.0/16``.
+    import_allow_networks: str = ""
+    #: CA bundle that import TLS connections trust (a private CA); empty: system CAs.
+    import_ca_file: str = ""
+    #: Largest object the content routes (blob, file, raw) return; larger ones get 413.
+    content_max_bytes: int = 32 * 1024 * 1024
+    #: An import or fork whose worker has not reported for this long is taken over.
+    job_stale_seconds: int = 120
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

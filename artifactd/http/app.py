@@ -11,10 +11,11 @@ from starlette.requests import Request
 
 from artifactd import __version__
 from artifactd.errors import ArtifactsError, ErrorCode
-from artifactd.http import rest
+from artifactd.http import rest, rest_content, rest_forks
 from artifactd.http.envelope import error_response, failure
 from artifactd.http.git import GitHTTP
 from artifactd.services import Core
+from artifactd.services.jobs import install as install_jobs
 
 log = logging.getLogger("artifactd.http")
 
@@ -27,6 +28,9 @@ def create_api(core: Core) -> FastAPI:
 
     api.include_router(rest_user.router)
     api.include_router(oauth_pages.router)
+    api.include_router(rest_forks.router)
+    api.include_router(rest_content.router)
+    install_jobs(api, core)
 
     @api.exception_handler(ArtifactsError)
     async def _artifacts_error(_: Request, exc: ArtifactsError):

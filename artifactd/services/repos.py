@@ -75,6 +75,10 @@ class RepoService:
         if repo.status in _BUSY:
             code, message = _BUSY[repo.status]
             raise ArtifactsError(code, message.format(name=repo.name))
+        if repo.status == "failed":
+            # A fork or import that failed in the background: its documented error.
+            code = ErrorCode.__members__.get(repo.status_code or "", ErrorCode.INTERNAL_ERROR)
+            raise ArtifactsError(code, repo.status_message or "The repository could not be created.")
 
     def get(self, account_id: str, namespace: str, name: str) -> dict:
         with self.core.db.session() as s:
@@ -271,7 +275,14 @@ class RepoService:
             "read_only": repo.read_only,
             "remote": self.remote_url(repo),
             "status": repo.status,
+            **({"error": self.failure_dict(repo)} if repo.status == "failed" else {}),
         }
+
+    @staticmethod
+    def failure_dict(repo: Repo) -> dict:
+        """Why a background fork or import failed: ``{code, name, message}``."""
+        code = ErrorCode.__members__.get(repo.status_code or "", ErrorCode.INTERNAL_ERROR)
+        return {"code": code.numeric, "name": code.name, "message": repo.status_message or ""}
 
     def created_dict(self, created: Created) -> dict:
         r = created.repo

@@ -129,3 +129,4 @@ class RepoToken(Base):
 __all__ = ["Base", "Account", "ApiToken", "Namespace", "Repo", "RepoToken"]
 
 from artifactd.store import models_identity  # noqa: E402,F401  (identity tables)
+from artifactd.store import models_jobs as _models_jobs  # noqa: E402,F401  (issue 3: fork/import jobs)
