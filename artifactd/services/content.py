@@ -50,6 +50,10 @@ def _text(raw: bytes | None, encoding: str | None = None) -> str:
         return raw.decode("utf-8", "replace")
 
 
+def _enc(sig: pygit2.Signature) -> str | None:
+    return getattr(sig, "_encoding", None)
+
+
 def _isolate_libgit2(home: Path) -> None:
     """libgit2 must not read the server user's ~/.gitconfig or /etc/gitconfig."""
     home.mkdir(parents=True, exist_ok=True)
@@ -132,8 +136,8 @@ class ContentService:
             "hash": str(c.id),
             "treeHash": str(c.tree_id),
             "message": message,
-            "author": {"name": _text(a.raw_name, a.encoding), "email": _text(a.raw_email, a.encoding)},
-            "committer": {"name": _text(m.raw_name, m.encoding), "email": _text(m.raw_email, m.encoding)},
+            "author": {"name": _text(a.raw_name, _enc(a)), "email": _text(a.raw_email, _enc(a))},
+            "committer": {"name": _text(m.raw_name, _enc(m)), "email": _text(m.raw_email, _enc(m))},
             "parents": [str(p) for p in c.parent_ids],
             "authoredAt": a.time,
             "committedAt": m.time,
