@@ -402,7 +402,23 @@ class ImportService:
             raise ImportFailed(code, message)
         if _dir_size(tmp) > limit:
             raise ImportFailed(ErrorCode.MEMORY_LIMIT, f"The remote repository exceeds the import limit of {limit} bytes.")
+        refs = subprocess.run([settings.git_binary, "--git-dir", str(tmp), "for-each-ref", "--count=1"], env=env,
+                              capture_output=True).stdout
+        if not refs and not self._speaks_smart_http(plan, env):
+            # git falls back to the "dumb" protocol for anything that is not smart HTTP,
+            # and reads a web page as an empty repository.
+            raise ImportFailed(ErrorCode.INVALID_URL, "The URL does not point to a git repository.")
         return self._finish_storage(tmp, plan, env)
+
+    def _speaks_smart_http(self, plan: RemotePlan, env: dict[str, str]) -> bool:
+        """An empty clone is real only if the remote answered in pkt-lines (smart HTTP)."""
+        probe = {**env, "GIT_TRACE_PACKET": "2"}
+        try:
+            p = subprocess.run([self.core.settings.git_binary, "ls-remote", "--", plan.url], env=probe,
+                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return False
+        return p.returncode == 0 and b"packet:" in p.stderr and b"git<" in p.stderr
 
     def _finish_storage(self, tmp: Path, plan: RemotePlan, env: dict[str, str]) -> str:
         """Leave a plain bare repo: no remote, no FETCH_HEAD, nothing naming the source."""
@@ -439,6 +455,10 @@ class ImportService:
         """Job recovery: an import whose process died ends as a visible failure."""
         self._fail(repo_id, ErrorCode.UPSTREAM_UNAVAILABLE, message)
         jobs_of(self.core).untrack(repo_id)
+        target = self.core.storage.path(self.core.storage.relative_path_for(repo_id))
+        if target.parent.exists():
+            for leftover in target.parent.glob(f".importing-{target.name}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def imports_of(core: Core) -> ImportService:

@@ -101,6 +101,9 @@ class JobService:
             return
         self.started = True
         try:
+            from artifactd.gitserver.forkstore import cleanup_partial_forks
+
+            cleanup_partial_forks(self.core.storage.root)
             self.recover()
         except Exception:
             log.exception("start-up recovery of jobs failed")
