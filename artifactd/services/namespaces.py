@@ -6,7 +6,7 @@ import base64
 import json
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -121,8 +121,15 @@ class NamespaceService:
         return items, next_cursor, total or 0
 
     def delete(self, account_id: str, name: str) -> None:
+        """Delete an empty namespace. The row is locked before the repos are counted, so
+        a repo created concurrently either counts (409) or fails its insert and is
+        retried by its creator; the cascade never silently removes a new repo."""
         with self.core.db.session() as s:
             ns = self.require(s, account_id, name)
+            # SQLite: take the database write lock now; PostgreSQL: FOR UPDATE conflicts
+            # with the key-share lock that a concurrent repo insert holds on this row.
+            s.execute(update(Namespace).where(Namespace.id == ns.id).values(updated_at=ns.updated_at))
+            s.execute(select(Namespace.id).where(Namespace.id == ns.id).with_for_update())
             if self._repo_count(s, ns.id):
                 raise ArtifactsError(
                     ErrorCode.CONFLICT, f"Namespace {name} still holds repos; delete them first.", status=409

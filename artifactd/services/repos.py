@@ -105,36 +105,50 @@ class RepoService:
         repo_id = ids.new_id()
         storage_path = self.core.storage.init_repo(repo_id, default_branch)
         try:
-            with self.core.db.session() as s:
-                ns = self.core.namespaces.get_or_create(s, account_id, namespace)
-                if self.find(s, account_id, namespace, name) is not None:
-                    raise self._exists(name)
-                now = utcnow()
-                repo = Repo(
-                    id=repo_id,
-                    account_id=account_id,
-                    namespace_id=ns.id,
-                    name=name,
-                    name_key=name.lower(),
-                    description=description,
-                    default_branch=default_branch,
-                    read_only=read_only,
-                    status="ready",
-                    storage_path=storage_path,
-                    created_at=now,
-                    updated_at=now,
-                )
-                repo.namespace = ns
-                s.add(repo)
-                s.flush()
-                _, token = self.core.tokens.mint(s, repo, "write", 86_400)
-            return Created(repo=repo, token=token)
+            try:
+                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
+                                    default_branch, read_only)
+            except IntegrityError:
+                # Either the name was taken concurrently, or the namespace was deleted
+                # between look-up and insert (then a second attempt recreates it).
+                with self.core.db.session() as s:
+                    if self.find(s, account_id, namespace, name) is not None:
+                        raise
+                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
+                                    default_branch, read_only)
         except IntegrityError:
             self.core.storage.remove(storage_path)
             raise self._exists(name) from None
         except BaseException:
             self.core.storage.remove(storage_path)
             raise
+
+    def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, storage_path: str,
+                description: str | None, default_branch: str, read_only: bool) -> Created:
+        with self.core.db.session() as s:
+            ns = self.core.namespaces.get_or_create(s, account_id, namespace)
+            if self.find(s, account_id, namespace, name) is not None:
+                raise self._exists(name)
+            now = utcnow()
+            repo = Repo(
+                id=repo_id,
+                account_id=account_id,
+                namespace_id=ns.id,
+                name=name,
+                name_key=name.lower(),
+                description=description,
+                default_branch=default_branch,
+                read_only=read_only,
+                status="ready",
+                storage_path=storage_path,
+                created_at=now,
+                updated_at=now,
+            )
+            repo.namespace = ns
+            s.add(repo)
+            s.flush()
+            _, token = self.core.tokens.mint(s, repo, "write", 86_400)
+        return Created(repo=repo, token=token)
 
     @staticmethod
     def _exists(name: str) -> ArtifactsError:
