@@ -320,7 +320,9 @@ def lone_server(tmp_path_factory):
     """A server of our own with its own database (it gets killed and restarted)."""
     with temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url:
         srv = ServerProcess(tmp_path_factory.mktemp("lone") / "data", database_url=url,
-                            extra_env={"ARTIFACTD_FORK_LOCK_TIMEOUT_SECONDS": "1"}).start()
+                            extra_env={"ARTIFACTD_FORK_LOCK_TIMEOUT_SECONDS": "1",
+                                       "ARTIFACTD_MAINTENANCE_INTERVAL_SECONDS": "1",
+                                       "ARTIFACTD_MAINTENANCE_PRUNE_GRACE_SECONDS": "3"}).start()
         yield srv
         srv.stop()
 
@@ -357,6 +359,24 @@ def test_interrupted_fork_is_redone_after_restart_and_busy_parent_gives_503(lone
     assert info["status"] == "ready"
     token = srv.mint(ns, "crashed", "read")
     assert clone_and_check(git, info["remote"], token, tmp_path / "crashed.git") == expected
+
+
+def test_the_server_runs_maintenance_on_its_own(lone_server: ServerProcess, git: GitClient, tmp_path: Path):
+    """Scheduled every second here (a 3 s grace keeps it off racing pushes): garbage goes,
+    forks stay whole."""
+    srv = lone_server
+    parent, work = _parent(srv, git, tmp_path, "sched")
+    fork = _fork(srv, "sched", "base", "sched-fork", default_branch_only=False)
+    expected = remote_refs(git, fork["remote"], fork["token"])
+    doomed = commit_file(git, work, "doomed.txt", "doomed\n", "doomed")
+    git.run("push", "-q", parent["remote"], "main", cwd=work, token=parent["token"])
+    git.run("push", "-q", "-f", parent["remote"], "main~1:main", cwd=work, token=parent["token"])
+    pdir = storage_dir(srv, parent["id"])
+    assert has_object(pdir, doomed)
+    wait_for(lambda: not has_object(pdir, doomed), timeout=120, interval=0.5, what="scheduled maintenance")
+    fsck(pdir)
+    assert (pdir / "artifactd-maintenance.json").exists()
+    assert clone_and_check(git, fork["remote"], fork["token"], tmp_path / "f.git") == expected
 
 
 def _swallow(fn):

@@ -86,7 +86,10 @@ def maintain(settings: Settings, repo: Path, *, grace_seconds: int, full: bool =
                     previous = json.loads(state_path.read_text()).get("fingerprint")
                 except ValueError:
                     previous = None
-            if previous == before and not (full or force):
+            # Unreachable objects still within the grace wait in a cruft pack: a repo
+            # holding one of its own needs another run once they expire.
+            own_cruft = any(p.with_suffix(".mtimes").exists() and p.stat().st_nlink == 1 for p in _packs(repo))
+            if previous == before and not (full or force or own_cruft):
                 result.reason = "unchanged since last maintenance"
                 return result
             packs = _packs(repo)
