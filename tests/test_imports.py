@@ -306,3 +306,18 @@ def test_import_interrupted_by_a_crash_fails_visibly(isrv: ServerProcess, remote
     with isrv.api() as c:
         r = c.get("/namespaces/imp/repos/interrupted")
         assert r.status_code == 502 and r.json()["errors"][0]["code"] == 10401
+
+
+def test_import_time_limit(isrv: ServerProcess, remote: GitRemoteServer):
+    """After the crash test: restarted with a 2 s limit, a remote that never answers fails."""
+    isrv.stop()
+    isrv.extra_env["ARTIFACTD_IMPORT_TIMEOUT_SECONDS"] = "2"
+    isrv.start()
+    remote._gate.clear()
+    try:
+        start_import(isrv, "too-slow", url=f"{remote.base_url}/stall/upstream.git")
+        item = wait_settled(isrv, "too-slow")
+    finally:
+        remote.release()
+    assert item["status"] == "failed" and item["error"]["code"] == 10401, item
+    assert "2 seconds" in item["error"]["message"]
