@@ -8,7 +8,6 @@ import json
 import secrets
 import tarfile
 import zipfile
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest

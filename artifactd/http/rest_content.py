@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -27,6 +28,8 @@ from artifactd.http.deps import core_of, principal, query_int
 from artifactd.http.envelope import failure, ok
 from artifactd.services.apitokens import READ, Principal, require
 from artifactd.services.content import FileData, content_of, sniff_type
+
+logger = logging.getLogger("artifactd.http")
 
 router = APIRouter(prefix="/client/v4/accounts/{account_id}/artifacts/namespaces/{namespace}/repos/{name}",
                    tags=["artifacts"])
@@ -185,8 +188,7 @@ async def archive(account_id: str, namespace: str, name: str, spec: str, request
         await proc.wait()
         slots.release()
         if proc.returncode != 0:
-            core_log = __import__("logging").getLogger("artifactd.http")
-            core_log.error("git archive failed: %s", err[-500:].decode(errors="replace"))
+            logger.error("git archive failed: %s", err[-500:].decode(errors="replace"))
             return failure(500, 10400, "An internal error occurred.")
 
     async def body():
