@@ -373,7 +373,13 @@ def test_the_server_runs_maintenance_on_its_own(lone_server: ServerProcess, git:
     git.run("push", "-q", "-f", parent["remote"], "main~1:main", cwd=work, token=parent["token"])
     pdir = storage_dir(srv, parent["id"])
     assert has_object(pdir, doomed)
-    wait_for(lambda: not has_object(pdir, doomed), timeout=120, interval=0.5, what="scheduled maintenance")
+    try:
+        wait_for(lambda: not has_object(pdir, doomed), timeout=120, interval=0.5, what="scheduled maintenance")
+    except AssertionError:
+        state = (pdir / "artifactd-maintenance.json")
+        raise AssertionError(f"state: {state.read_text() if state.exists() else None}; "
+                             f"packs: {sorted(p.name for p in (pdir / 'objects' / 'pack').iterdir())}; "
+                             f"log: {srv.log_path.read_text()[-3000:]}") from None
     fsck(pdir)
     assert (pdir / "artifactd-maintenance.json").exists()
     assert clone_and_check(git, fork["remote"], fork["token"], tmp_path / "f.git") == expected
