@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -313,6 +314,36 @@ def test_fork_in_progress_answers_409(server: ServerProcess, git: GitClient, tmp
     with server.api() as c:
         assert c.get(f"/namespaces/{ns}/repos/waiting").json()["result"]["status"] == "ready"
     clone_and_check(git, fork["remote"], fork["token"], tmp_path / "w.git")
+
+
+def test_forks_taken_during_pushes_are_complete(server: ServerProcess, git: GitClient, tmp_path: Path):
+    """Refs are snapshotted before files are linked: a fork taken while the parent is
+    being pushed to is always a complete, consistent repo."""
+    ns = _ns()
+    parent, work = _parent(server, git, tmp_path, ns)
+    pushed: list[str] = [remote_refs(git, parent["remote"], parent["token"])["refs/heads/main"]]
+    errors: list[BaseException] = []
+
+    def pusher():
+        try:
+            for i in range(8):
+                pushed.append(commit_file(git, work, f"p{i}.txt", f"push {i}\n" * 50, f"push {i}"))
+                git.run("push", "-q", parent["remote"], "main", cwd=work, token=parent["token"])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=pusher)
+    t.start()
+    forks = []
+    while (t.is_alive() and len(forks) < 15) or len(forks) < 3:
+        forks.append(_fork(server, ns, "base", f"during-{len(forks)}", default_branch_only=False))
+        time.sleep(0.15)
+    t.join()
+    assert not errors, errors
+    for fork in forks:
+        fsck(storage_dir(server, fork["id"]))
+        refs = remote_refs(git, fork["remote"], fork["token"])
+        assert refs["refs/heads/main"] in pushed
 
 
 @pytest.fixture(scope="module")
