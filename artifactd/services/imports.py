@@ -371,12 +371,14 @@ class ImportService:
         reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
         reader.start()
         reason = None
+        ticks = 0
         while proc.poll() is None:
+            ticks += 1
             if time.monotonic() > deadline:
                 reason = "timeout"
             elif tmp.exists() and _dir_size(tmp) > limit:
                 reason = "size"
-            elif not self._still_importing(repo_id):
+            elif ticks % 8 == 0 and not self._still_importing(repo_id):
                 reason = "deleted"
             if reason:
                 try:

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from artifactd.store.models import Repo
 from artifactd.store.models_jobs import RepoJob
@@ -73,11 +73,6 @@ class JobService:
     def untrack(self, repo_id: str) -> None:
         with self._lock:
             self._active.discard(repo_id)
-
-    def finish(self, repo_id: str) -> None:
-        self.untrack(repo_id)
-        with self.core.db.session() as s:
-            s.execute(delete(RepoJob).where(RepoJob.repo_id == repo_id))
 
     @property
     def executor(self) -> ThreadPoolExecutor:
