@@ -145,6 +145,19 @@ def test_fork_rejects_bad_requests(server: ServerProcess, repo: dict):
         assert r.status_code == 401
 
 
+def test_fork_of_an_empty_repo(server: ServerProcess, git: GitClient, tmp_path: Path):
+    ns = _ns()
+    server.create_repo(ns, "empty", default_branch="trunk")
+    fork = _fork(server, ns, "empty", "empty-fork", default_branch_only=False)
+    assert fork["objects"] == 0 and fork["default_branch"] == "trunk"
+    work = git.make_repo(tmp_path / "w", commits=1, branch="trunk")
+    git.run("push", "-q", fork["remote"], "trunk", cwd=work, token=fork["token"])
+    clone = tmp_path / "c"
+    git.run("clone", "-q", fork["remote"], str(clone), token=fork["token"])
+    assert git.out("rev-parse", "--abbrev-ref", "HEAD", cwd=clone) == "trunk"
+    fsck(storage_dir(server, fork["id"]))
+
+
 def test_no_cross_repo_object_leak(server: ServerProcess, git: GitClient, tmp_path: Path):
     """A commit pushed only to a fork cannot be fetched by SHA through its parent or a
     sibling (protocol v0 and v2, every token); nor a parent's later commit through a fork."""
