@@ -182,6 +182,10 @@ def fork_storage(settings: Settings, parent: Path, child: Path, default_branch: 
     child.parent.mkdir(parents=True, exist_ok=True)
     try:
         pygit2.init_repository(str(tmp), bare=True, initial_head=default_branch)
+        # Hooks are the server's (core.hooksPath); the sample files only cost disk per fork.
+        for extra in ("hooks", "info", "description"):
+            p = tmp / extra
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         with repo_lock(parent, shared=True, timeout=lock_timeout):
             only = f"refs/heads/{default_branch}" if default_branch_only else None
             # Refs first, files second: a push only adds files, so every object the
