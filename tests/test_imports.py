@@ -248,8 +248,9 @@ def test_credentials_used_once_never_kept(isrv: ServerProcess, remote: GitRemote
         from artifactd.store.db import normalize_url
         eng = create_engine(normalize_url(isrv.database_url))
         with eng.connect() as conn:
-            dump = str(conn.execute(text("SELECT * FROM repos")).all()) + str(
-                conn.execute(text("SELECT * FROM repo_jobs")).all())
+            dump = "".join(str(conn.execute(text(f"SELECT * FROM {t}")).all())
+                           for t in ("repos", "repo_jobs", "audit_events"))
+            assert "repo.import" in dump
         eng.dispose()
         assert password not in dump and user not in dump
     assert password not in isrv.log_path.read_text()

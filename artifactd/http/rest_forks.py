@@ -10,7 +10,7 @@ from artifactd.http.deps import core_of, json_body, principal
 from artifactd.http.envelope import ok
 from artifactd.services.apitokens import EDIT, Principal, require
 from artifactd.services.forks import _UNSET, forks_of
-from artifactd.services.imports import imports_of
+from artifactd.services.imports import imports_of, source_of
 
 router = APIRouter(prefix="/client/v4/accounts/{account_id}/artifacts", tags=["artifacts"])
 
@@ -47,13 +47,20 @@ async def fork_repo(account_id: str, namespace: str, name: str, request: Request
     """Fork ``{name}`` into a new repo ``body.name`` in the same namespace."""
     require(who, EDIT, account_id, namespace)
     body = await json_body(request)
-    svc = forks_of(core_of(request))
-    result = await run_in_threadpool(
-        lambda: svc.fork(account_id, namespace, name, body.get("name"),
-                         description=body["description"] if "description" in body else _UNSET,
-                         read_only=body.get("read_only", False),
-                         default_branch_only=body.get("default_branch_only", True)))
-    return ok(result, status=201)
+    core = core_of(request)
+    svc = forks_of(core)
+
+    def run():
+        out = svc.fork(account_id, namespace, name, body.get("name"),
+                       description=body["description"] if "description" in body else _UNSET,
+                       read_only=body.get("read_only", False),
+                       default_branch_only=body.get("default_branch_only", True))
+        core.audit.record("repo.fork", account_id=account_id, principal=who,
+                          resource=f"repo:{namespace}/{out['name']}",
+                          details={"repo_id": out["id"], "source": f"artifacts:{namespace}/{name}"})
+        return out
+
+    return ok(await run_in_threadpool(run), status=201)
 
 
 @router.post("/namespaces/{namespace}/repos/{name}/import", status_code=201, openapi_extra=_body(_IMPORT_SCHEMA))
@@ -62,9 +69,16 @@ async def import_repo(account_id: str, namespace: str, name: str, request: Reque
     """Create ``{name}`` by cloning ``body.url`` in the background (status ``importing``)."""
     require(who, EDIT, account_id, namespace)
     body = await json_body(request)
-    svc = imports_of(core_of(request))
-    result = await run_in_threadpool(
-        lambda: svc.start(account_id, namespace, name, body.get("url"), branch=body.get("branch"),
-                          depth=body.get("depth"), read_only=body.get("read_only", False),
-                          description=body.get("description")))
-    return ok(result, status=201)
+    core = core_of(request)
+    svc = imports_of(core)
+
+    def run():
+        out = svc.start(account_id, namespace, name, body.get("url"), branch=body.get("branch"),
+                        depth=body.get("depth"), read_only=body.get("read_only", False),
+                        description=body.get("description"))
+        # source_of() drops credentials, query and fragment (the URL was validated by start()).
+        core.audit.record("repo.import", account_id=account_id, principal=who, resource=f"repo:{namespace}/{name}",
+                          details={"repo_id": out["id"], "source": source_of(body["url"])})
+        return out
+
+    return ok(await run_in_threadpool(run), status=201)
