@@ -31,17 +31,25 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO, Any
 
 DEFAULT_OBJECTS = 50_000
 #: Default packed size is proportional to the object count: 50k objects -> 35 MiB.
 DEFAULT_MIB_PER_OBJECT = 35 / 50_000
 #: Measured packed bytes per object of the text-only part (commits, trees,
 #: source blobs); used to decide how many large binary bytes to add.
-TEXT_PACKED_BYTES_PER_OBJECT = 300
+TEXT_PACKED_BYTES_PER_OBJECT = 250
 MIB = 1 << 20
+#: Blobs above this are stored whole, without a delta search. The large filler
+#: blobs are random (undeltifiable); searching deltas among them made a 500 MiB
+#: repack take minutes instead of seconds. Only used while generating: the
+#: repository's own config is left at git's defaults.
+BIG_FILE_THRESHOLD = "1m"
+#: A line template: (indent, ident a, ident b, ident c, number) -> line.
+Template = Callable[[str, str, str, str, int], str]
 EPOCH = 1_500_000_000  # 2017-07-14: first commit date of every generated repo
 
 # --------------------------------------------------------------------------
@@ -117,6 +125,7 @@ class TextModel:
         self.words = _WORDS + extra
         self.idents = [self._ident() for _ in range(4000)]
         self.types = ["int", "size_t", "uint32_t", "char *", "struct " + rng.choice(self.words), "bool"]
+        self.templates = self._templates()
 
     def _ident(self) -> str:
         return "_".join(self.rng.choice(self.words) for _ in range(self.rng.randint(1, 3)))
@@ -133,33 +142,76 @@ class TextModel:
 
     def line(self, ext: str, depth: int) -> str:
         """One statement-like line for a file of type ``ext`` at nesting ``depth``."""
-        r, i = self.rng, "    " * depth
+        r = self.rng
         a, b, c, n = self.ident(), self.ident(), self.ident(), r.randint(0, 4096)
-        k = r.randrange(10)
-        if ext == ".py":
-            return (f"{i}{a} = {b}({c}, {n})", f"{i}{a} = {b}.{c}(timeout={n})", f"{i}if {a} > {n}:",
-                    f"{i}    return {a}", f"{i}for {a} in {b}({c}):", f"{i}# {self.sentence()}",
-                    f"{i}self.{a} = {b}", f'{i}raise {self.camel()}Error("{self.sentence(2, 6)}")',
-                    f"{i}{a}.append({b}[{n}])", f'{i}log.debug("{a}=%s {b}=%x", {a}, 0x{r.getrandbits(32):08x})')[k]
-        if ext in (".c", ".h"):
-            t = r.choice(self.types)
-            return (f"{i}{t} {a} = {b}({c}, {n});", f"{i}if ({a} >= {n})", f"{i}\treturn -E{a.upper()[:8]};",
-                    f"{i}/* {self.sentence()} */", f"{i}{a}->{b} = {c};", f"{i}memcpy({a}, {b}, sizeof(*{a}) * {n});",
-                    f"#define {a.upper()} 0x{r.getrandbits(32):x}", f"{i}{a} += {b}[{n} & {c}_mask];",
-                    f"{i}goto out_{b};", f"{i}ret = {a}_{b}(ctx, {c}, {n});")[k]
-        if ext == ".js":
-            return (f"{i}const {a} = await {b}({c}, {n});", f"{i}if ({a} > {n}) {{", f"{i}}}",
-                    f"{i}// {self.sentence()}", f"{i}this.{a} = {b};", f"{i}return {a}.{b}({c});",
-                    f"{i}export const {a.upper()} = 0x{r.getrandbits(32):x};", f"{i}{a}.push({{ {b}, {c}: {n} }});",
-                    f"{i}let {a} = {b} ?? {n};", f"{i}throw new {self.camel()}Error('{self.sentence(2, 5)}');")[k]
-        if ext == ".sh":
-            return (f'{i}{a.upper()}="${{{b.upper()}:-{n}}}"', f'{i}if [ -z "${a}" ]; then', f"{i}fi",
-                    f"{i}# {self.sentence()}", f'{i}{a} "${b}" --{c.replace("_", "-")}={n}',
-                    f"{i}echo \"{self.sentence(2, 6)}\" >&2", f'{i}export {a.upper()}={n}',
-                    f'{i}for {a} in "${{{b}[@]}}"; do', f"{i}done", f"{i}{a} || exit {n % 120}")[k]
-        return (self.sentence(8, 20) + ".", self.sentence(6, 18) + ".", "", f"## {self.sentence(2, 5)}",
-                f"- {self.sentence(3, 9)}", f"    {a}({b}, {n})", self.sentence(10, 24) + ".", "",
-                f"See `{a}` and `{b}` for details.", f"| {a} | {n} | {self.sentence(2, 4)} |")[k]
+        template = self.templates.get(ext, self.templates[".md"])[r.randrange(10)]
+        return template("    " * depth, a, b, c, n)  # only the chosen one draws more randomness
+
+    def _templates(self) -> dict[str, tuple[Template, ...]]:
+        """Ten line shapes per file type; lazily evaluated so unused ones cost nothing."""
+        hex32 = lambda: self.rng.getrandbits(32)
+        s = self.sentence
+        py: tuple[Template, ...] = (
+            lambda i, a, b, c, n: f"{i}{a} = {b}({c}, {n})",
+            lambda i, a, b, c, n: f"{i}{a} = {b}.{c}(timeout={n})",
+            lambda i, a, b, c, n: f"{i}if {a} > {n}:",
+            lambda i, a, b, c, n: f"{i}    return {a}",
+            lambda i, a, b, c, n: f"{i}for {a} in {b}({c}):",
+            lambda i, a, b, c, n: f"{i}# {s()}",
+            lambda i, a, b, c, n: f"{i}self.{a} = {b}",
+            lambda i, a, b, c, n: f'{i}raise {self.camel()}Error("{s(2, 6)}")',
+            lambda i, a, b, c, n: f"{i}{a}.append({b}[{n}])",
+            lambda i, a, b, c, n: f'{i}log.debug("{a}=%s {b}=%x", {a}, 0x{hex32():08x})',
+        )
+        c_like: tuple[Template, ...] = (
+            lambda i, a, b, c, n: f"{i}{self.rng.choice(self.types)} {a} = {b}({c}, {n});",
+            lambda i, a, b, c, n: f"{i}if ({a} >= {n})",
+            lambda i, a, b, c, n: f"{i}\treturn -E{a.upper()[:8]};",
+            lambda i, a, b, c, n: f"{i}/* {s()} */",
+            lambda i, a, b, c, n: f"{i}{a}->{b} = {c};",
+            lambda i, a, b, c, n: f"{i}memcpy({a}, {b}, sizeof(*{a}) * {n});",
+            lambda i, a, b, c, n: f"#define {a.upper()} 0x{hex32():x}",
+            lambda i, a, b, c, n: f"{i}{a} += {b}[{n} & {c}_mask];",
+            lambda i, a, b, c, n: f"{i}goto out_{b};",
+            lambda i, a, b, c, n: f"{i}ret = {a}_{b}(ctx, {c}, {n});",
+        )
+        js: tuple[Template, ...] = (
+            lambda i, a, b, c, n: f"{i}const {a} = await {b}({c}, {n});",
+            lambda i, a, b, c, n: f"{i}if ({a} > {n}) {{",
+            lambda i, a, b, c, n: f"{i}}}",
+            lambda i, a, b, c, n: f"{i}// {s()}",
+            lambda i, a, b, c, n: f"{i}this.{a} = {b};",
+            lambda i, a, b, c, n: f"{i}return {a}.{b}({c});",
+            lambda i, a, b, c, n: f"{i}export const {a.upper()} = 0x{hex32():x};",
+            lambda i, a, b, c, n: f"{i}{a}.push({{ {b}, {c}: {n} }});",
+            lambda i, a, b, c, n: f"{i}let {a} = {b} ?? {n};",
+            lambda i, a, b, c, n: f"{i}throw new {self.camel()}Error('{s(2, 5)}');",
+        )
+        sh: tuple[Template, ...] = (
+            lambda i, a, b, c, n: f'{i}{a.upper()}="${{{b.upper()}:-{n}}}"',
+            lambda i, a, b, c, n: f'{i}if [ -z "${a}" ]; then',
+            lambda i, a, b, c, n: f"{i}fi",
+            lambda i, a, b, c, n: f"{i}# {s()}",
+            lambda i, a, b, c, n: f'{i}{a} "${b}" --{c.replace("_", "-")}={n}',
+            lambda i, a, b, c, n: f'{i}echo "{s(2, 6)}" >&2',
+            lambda i, a, b, c, n: f"{i}export {a.upper()}={n}",
+            lambda i, a, b, c, n: f'{i}for {a} in "${{{b}[@]}}"; do',
+            lambda i, a, b, c, n: f"{i}done",
+            lambda i, a, b, c, n: f"{i}{a} || exit {n % 120}",
+        )
+        md: tuple[Template, ...] = (
+            lambda i, a, b, c, n: s(8, 20) + ".",
+            lambda i, a, b, c, n: s(6, 18) + ".",
+            lambda i, a, b, c, n: "",
+            lambda i, a, b, c, n: f"## {s(2, 5)}",
+            lambda i, a, b, c, n: f"- {s(3, 9)}",
+            lambda i, a, b, c, n: f"    {a}({b}, {n})",
+            lambda i, a, b, c, n: s(10, 24) + ".",
+            lambda i, a, b, c, n: "",
+            lambda i, a, b, c, n: f"See `{a}` and `{b}` for details.",
+            lambda i, a, b, c, n: f"| {a} | {n} | {s(2, 4)} |",
+        )
+        return {".py": py, ".c": c_like, ".h": c_like, ".js": js, ".sh": sh, ".md": md}
 
     def block(self, ext: str) -> list[str]:
         """A function/class/section sized group of lines, as edits insert them."""
@@ -281,13 +333,19 @@ class FastImport:
         self.out.write(f"reset refs/tags/{name}\nfrom :{target}\n\n".encode())
 
 
+def _dirs(paths: Iterable[str]) -> set[str]:
+    """Every directory containing one of ``paths``, the root ("") included."""
+    dirs: set[str] = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        dirs.add("")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return dirs
+
+
 def _dirty_tree_count(changes: Iterable[str]) -> int:
     """New tree objects a commit creates: the root plus every touched directory."""
-    dirs = {""}
-    for path in changes:
-        parts = path.split("/")[:-1]
-        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return len(dirs) if changes else 0
+    return len(_dirs(changes))
 
 
 # --------------------------------------------------------------------------
@@ -306,7 +364,7 @@ class Plan:
     snapshots: int
 
     @classmethod
-    def make(cls, objects: int, size_mb: float, seed: int) -> "Plan":
+    def make(cls, objects: int, size_mb: float, seed: int) -> Plan:
         objects = max(objects, 60)
         files = max(6, min(4000, objects // 28))
         fill = int(size_mb * MIB) - TEXT_PACKED_BYTES_PER_OBJECT * objects
@@ -446,15 +504,13 @@ class HistoryWriter:
         if live:
             weights = [self.file_weight[p] for p in live]
             chosen = list(dict.fromkeys(rng.choices(live, weights, k=min(k, len(live)))))
-        while len(chosen) < k:
+        for _ in range(k - len(chosen)):  # top up from random other directories
             other = rng.choice(list(self.dirs))
             cands = [p for p in self.dirs[other] if p in br.state and p not in chosen]
             if cands:
                 chosen.append(rng.choice(cands))
-            elif not live and not chosen:
+            elif not chosen:
                 break
-            else:
-                k -= 1
         return chosen
 
     def work_commit(self, br: Branch) -> None:
@@ -463,8 +519,10 @@ class HistoryWriter:
         k = rng.choice((1, 1, 1, 1, 2, 2, 2, 3, 3, 4)) if rng.random() > 0.05 else rng.randint(5, 25)
         changes: dict[str, Version | None] = {}
         for path in self.pick_files(br, k):
-            ext = os.path.splitext(path)[1]
-            changes[path] = self.text_version(self.text.edit(list(br.state[path].lines or ()), ext))
+            old = list(br.state[path].lines or ())
+            new = self.text.edit(old, os.path.splitext(path)[1])
+            if new != old:
+                changes[path] = self.text_version(new)
         roll = rng.random()
         if roll < 0.04:
             leaf = br.focus or rng.choice(list(self.dirs))
@@ -491,7 +549,7 @@ class HistoryWriter:
     def close_feature(self, br: Branch) -> None:
         """Merge into main (no-ff, branch wins conflicts) or abandon it."""
         self.features.remove(br)
-        if self.rng.random() < 0.12:
+        if self.rng.random() < 0.03:
             self.kept.append(br.name)  # stale, unmerged branch left on the server
             return
         changes: dict[str, Version | None] = {}
@@ -499,10 +557,12 @@ class HistoryWriter:
             new = br.state.get(path)
             if new is not self.main.state.get(path):
                 changes[path] = new
-        if self.main.tip == br.base_tip:  # trees equal the branch tip: no new trees
-            self.fi.objects -= _dirty_tree_count(changes)
+        merged = {**self.main.state, **changes}
+        differs = [p for p in merged.keys() | br.state.keys() if merged.get(p) is not br.state.get(p)]
+        # A merged directory is a new tree unless it equals the branch tip's one.
+        self.fi.objects -= _dirty_tree_count(changes) - len(_dirs(changes) & _dirs(differs))
         self.commit(self.main, changes, f"Merge branch '{br.name}'\n", extra_parent=br.tip)
-        (self.kept if self.rng.random() < 0.15 else self.deleted).append(br.name)
+        (self.kept if self.rng.random() < 0.02 else self.deleted).append(br.name)
 
     def release(self) -> None:
         """Annotated release tag on main, maybe with a maintenance branch."""
@@ -593,7 +653,8 @@ def count_objects(repo: Path) -> dict[str, int]:
 
 
 def _import(repo: Path, write: Callable[[FastImport], HistoryWriter]) -> HistoryWriter:
-    proc = subprocess.Popen(["git", "-C", str(repo), "fast-import", "--quiet", "--done"],
+    proc = subprocess.Popen(["git", "-C", str(repo), "fast-import", "--quiet", "--done",
+                             f"--big-file-threshold={BIG_FILE_THRESHOLD}"],
                             stdin=subprocess.PIPE, env=git_env())
     assert proc.stdin is not None
     try:
@@ -611,7 +672,8 @@ def _finish(repo: Path, writer: HistoryWriter, bare: bool) -> None:
     if writer.deleted:
         _git(repo, "update-ref", "--stdin", input="".join(
             f"delete refs/heads/{name}\n" for name in writer.deleted).encode())
-    _git(repo, "-c", "pack.threads=1", "repack", "-a", "-d", "-f", "-q",
+    _git(repo, "-c", "pack.threads=1", "-c", f"core.bigFileThreshold={BIG_FILE_THRESHOLD}",
+         "repack", "-a", "-d", "-f", "-q",
          "--write-bitmap-index" if bare else "--no-write-bitmap-index")
     _git(repo, "pack-refs", "--all", "--prune")
     _git(repo, "commit-graph", "write", "--reachable", "--no-progress")
@@ -621,7 +683,7 @@ def _finish(repo: Path, writer: HistoryWriter, bare: bool) -> None:
 
 
 def generate(path: str | os.PathLike[str], objects: int = DEFAULT_OBJECTS, size_mb: float | None = None,
-             seed: int = 1, bare: bool = False) -> dict[str, object]:
+             seed: int = 1, bare: bool = False) -> dict[str, Any]:
     """Create a deterministic repository at ``path`` (must not exist or be empty).
 
     ``objects`` is the target object count (reached within a few percent);
@@ -653,6 +715,7 @@ def generate(path: str | os.PathLike[str], objects: int = DEFAULT_OBJECTS, size_
         "path": str(repo),
         "objects": counts["count"] + counts["in-pack"],
         "size_pack_bytes": counts["size-pack"] * 1024,
+        "estimated_objects": writer.fi.objects,
         "commits": writer.commits,
         "branches": 1 + len(writer.kept),
         "tags": writer.tags,
