@@ -2,7 +2,9 @@
 baseline Git servers artifactd is compared against, and timing helpers.
 
 Modules:
-    genrepo   -- ``generate()``: deterministic realistic repository (git fast-import)
-    baselines -- nginx+fcgiwrap+git-http-backend, dulwich.web, file:// servers
-    measure   -- medians of git commands, ls-remote latency, peak RSS of a tree
+    genrepo        -- ``generate()``: deterministic realistic repository (git fast-import)
+    baselines      -- file://, nginx+fcgiwrap+git-http-backend, dulwich.web servers
+    dulwich_server -- the dulwich WSGI server process that ``baselines`` starts
+    measure        -- medians of git commands, ls-remote latency, peak RSS and CPU of a tree
+    suite          -- the scenarios and capability checks, run against any server
 """

@@ -9,11 +9,13 @@ alternative is dulwich's WSGI server.
 Every server has the same small interface (``GitServer``), which is all the
 harness in ``bench.suite`` needs, so artifactd plugs in by subclassing it::
 
-    with NginxHttpBackend(root) as srv:          # root holds NAME.git dirs
+    with NginxHttpBackend(root) as srv:          # root: a directory of NAME.git
+        srv.add_repo("NAME.git", "/path/to/bare.git")   # or put repos in root yourself
         url = srv.url("NAME.git")                # http://127.0.0.1:PORT/NAME.git
         git -c <srv.git_config...> clone url     # extra client config, e.g. auth
-        srv.pids                                 # server process roots (RSS)
+        srv.pids, srv.cpu_seconds()              # server process roots (RSS), CPU
 
+Servers (``BASELINES``): file, nginx, nginx-acct, dulwich, dulwich-nobitmap.
 Smoke test:  python -m bench.baselines --smoke
 Benchmark:   python -m bench.baselines --bench [--objects 50000] [--runs 3]
 """
@@ -257,8 +259,9 @@ exit $rc
         port = free_port()
         conf = self.workdir / "nginx.conf"
         conf.write_text(self._nginx_conf(port, sock))
-        self._nginx = nginx = self._spawn(["nginx", "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
-                             "-c", str(conf), "-g", "daemon off;"], os.environ.copy(), "nginx-stderr.log")
+        argv = ["nginx", "-p", str(self.workdir), "-e", str(self.workdir / "error.log"), "-c", str(conf),
+                "-g", "daemon off;"]
+        self._nginx = nginx = self._spawn(argv, os.environ.copy(), "nginx-stderr.log")
         try:
             wait_for_port(port, [fcgiwrap, nginx])
         except (RuntimeError, TimeoutError) as e:
