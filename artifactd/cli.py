@@ -88,6 +88,10 @@ from artifactd.cli_maintenance import maintenance as _maintenance  # noqa: E402 
 
 main.add_command(_maintenance)
 
+from artifactd.cli_binding import register as _register_binding_commands  # noqa: E402
+
+_register_binding_commands(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,9 +1,19 @@
 """Client-side credentials: the OAuth login of ``artifactd login``, stored in the user's
 config directory (mode 0600) and refreshed automatically, or an API token from the
-environment. The binding and the CLI call :func:`resolve_token`; code passes no token.
+environment. Code passes no token.
 
-Order: ``ARTIFACTD_API_TOKEN``, then ``CLOUDFLARE_API_TOKEN``, then the stored login for
-that server (refreshed when it is about to expire).
+Token order: ``ARTIFACTD_API_TOKEN``, then ``CLOUDFLARE_API_TOKEN``, then the stored login
+for that server (refreshed when it is about to expire). The binding, the control-plane
+CLI and the Git credential helper call :func:`resolve_connection`, which also settles the
+server URL and the account (docs/credentials.md):
+
+1. explicit arguments (``url=``, ``account_id=``, ``api_token=``; CLI flags);
+2. the environment: ``ARTIFACTD_URL`` / ``CLOUDFLARE_API_BASE_URL``,
+   ``ARTIFACTD_API_TOKEN`` / ``CLOUDFLARE_API_TOKEN``,
+   ``ARTIFACTD_ACCOUNT_ID`` / ``CLOUDFLARE_ACCOUNT_ID``;
+3. the project's config file (server URL and account id only, never a secret);
+4. the stored login (its server is the default server); a login's token is only ever
+   sent to the server that issued it.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -287,3 +297,119 @@ def revoke(url: str, entry: dict) -> None:
         if entry.get(kind):
             httpx.post(url + "/oauth2/revoke", timeout=30, data={
                 "token": entry[kind], "token_type_hint": kind, "client_id": entry.get("client_id", client_id())})
+
+
+# -- resolution for the binding, the CLI and the credential helper ------------------------------
+
+
+def server_root(url: str) -> str:
+    """``http://host:port`` from a server URL or an API base (``.../client/v4``)."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/client/v4"):
+        url = url[: -len("/client/v4")]
+    return url.rstrip("/")
+
+
+def same_server(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+
+    def norm(u: str) -> tuple[str, str, int | None, str]:
+        p = urlsplit(server_root(u))
+        port = p.port or {"http": 80, "https": 443}.get(p.scheme)
+        return p.scheme.lower(), (p.hostname or "").lower(), port, p.path.rstrip("/")
+
+    return norm(a) == norm(b)
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        if os.environ.get(n):
+            return os.environ[n]
+    return None
+
+
+def env_url() -> str | None:
+    return _env("ARTIFACTD_URL", "CLOUDFLARE_API_BASE_URL", "CF_API_BASE_URL")
+
+
+def env_token() -> str | None:
+    return _env("ARTIFACTD_API_TOKEN", "CLOUDFLARE_API_TOKEN", "CF_API_TOKEN")
+
+
+def env_account_id() -> str | None:
+    return _env("ARTIFACTD_ACCOUNT_ID", "CLOUDFLARE_ACCOUNT_ID", "CF_ACCOUNT_ID")
+
+
+def _stored_server(url: str) -> str | None:
+    """The key of the stored login for ``url`` (the same server, however spelled), if any."""
+    for key in (_stored().get("servers") or {}):
+        if same_server(key, url):
+            return key
+    return None
+
+
+class LoginToken:
+    """A callable handing out the stored login's access token for one server, refreshing
+    it (under the cross-process lock) when it is about to expire."""
+
+    def __init__(self, server: str):
+        self.server = server
+
+    def __call__(self) -> str:
+        from artifactd.errors import ArtifactsError, ErrorCode
+
+        entry = stored_login(self.server)
+        if entry is None:
+            raise ArtifactsError(ErrorCode.UNAUTHENTICATED,
+                                 f"Not logged in to {self.server}: run `artifactd login`.")
+        if entry.get("expires_at", 0) - REFRESH_MARGIN > time.time():
+            return entry["access_token"]
+        try:
+            return refresh(self.server)["access_token"]
+        except LoginError as e:
+            raise ArtifactsError(ErrorCode.UNAUTHENTICATED, str(e)) from None
+        except httpx.HTTPError as e:
+            raise ArtifactsError(ErrorCode.UPSTREAM_UNAVAILABLE,
+                                 f"Cannot reach {self.server} to refresh the login: {type(e).__name__}") from None
+
+
+@dataclass
+class Connection:
+    """Where to send REST calls and with what."""
+
+    url: str
+    account_id: str | None
+    token: str | Callable[[], str] | None = field(repr=False)
+    #: Where the credential came from: "argument", "environment", "login" (or None).
+    token_source: str | None = None
+
+
+def resolve_connection(url: str | None = None, account_id: str | None = None, api_token: str | None = None, *,
+                       config_url: str | None = None, config_account_id: str | None = None,
+                       require_token: bool = True) -> Connection:
+    """The server, account and credential to use, by the order in this module's docstring.
+    Without any account id the binding asks the server (``GET /accounts``)."""
+    from artifactd.errors import ArtifactsError, ErrorCode
+
+    chosen = url or env_url() or config_url or _stored().get("default_server") or DEFAULT_URL
+    chosen = server_root(chosen)
+    login_key = _stored_server(chosen)
+
+    token: str | Callable[[], str] | None
+    if api_token:
+        token, source = api_token, "argument"
+    elif env_token():
+        token, source = env_token(), "environment"
+    elif login_key is not None:
+        token, source = LoginToken(login_key), "login"
+    else:
+        token, source = None, None
+    if token is None and require_token:
+        raise ArtifactsError(
+            ErrorCode.UNAUTHENTICATED,
+            f"No credential for {chosen}: run `artifactd login --url {chosen}`, or set ARTIFACTD_API_TOKEN "
+            "(or CLOUDFLARE_API_TOKEN).",
+        )
+    account = account_id or env_account_id() or config_account_id
+    return Connection(url=chosen, account_id=account, token=token, token_source=source)

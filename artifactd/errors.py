@@ -9,7 +9,12 @@ from enum import Enum
 
 
 class ErrorCode(Enum):
-    """Name, numeric code and HTTP status of each documented Artifacts error."""
+    """Name, numeric code and HTTP status of each documented Artifacts error.
+
+    A member also compares equal to its name (``ErrorCode.NOT_FOUND == "NOT_FOUND"``) and
+    prints as it, so the binding's ``ArtifactsError.code`` behaves like the hosted
+    binding's string code while the core keeps using the enum.
+    """
 
     INVALID_INPUT = (10100, 400)
     INVALID_REPO_NAME = (10101, 400)
@@ -42,15 +47,41 @@ class ErrorCode(Enum):
     def status(self) -> int:
         return self.value[1]
 
+    @classmethod
+    def from_numeric(cls, numeric: object) -> ErrorCode | None:
+        """The member with this numeric code, or None."""
+        for member in cls:
+            if member.value[0] == numeric:
+                return member
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.name == other
+        return self is other
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class ArtifactsError(Exception):
-    """A failure with a documented code; safe to show to the caller as is."""
+    """A failure with a documented code; safe to show to the caller as is.
 
-    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None):
+    ``code`` is the :class:`ErrorCode` (equal to its name, e.g. ``"NOT_FOUND"``),
+    ``numeric_code`` the number REST puts in ``errors[].code`` (e.g. 10200), ``status``
+    the HTTP status. ``numeric`` overrides the number when a server answered with one
+    that has no name here (the binding then picks the closest name by HTTP status).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None, numeric: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or code.status
+        self._numeric = numeric
 
     @property
     def name(self) -> str:
@@ -58,7 +89,7 @@ class ArtifactsError(Exception):
 
     @property
     def numeric_code(self) -> int:
-        return self.code.numeric
+        return self._numeric if self._numeric is not None else self.code.numeric
 
     def __repr__(self) -> str:
         return f"ArtifactsError({self.code.name}, {self.message!r})"

@@ -14,6 +14,7 @@ from artifactd.errors import ArtifactsError, ErrorCode
 from artifactd.http import rest, rest_content, rest_forks
 from artifactd.http.envelope import error_response, failure
 from artifactd.http.git import GitHTTP
+from artifactd.http import rest_binding
 from artifactd.services import Core
 from artifactd.services.jobs import install as install_jobs
 
@@ -31,6 +32,7 @@ def create_api(core: Core) -> FastAPI:
     api.include_router(rest_forks.router)
     api.include_router(rest_content.router)
     install_jobs(api, core)
+    api.include_router(rest_binding.router)
 
     @api.exception_handler(ArtifactsError)
     async def _artifacts_error(_: Request, exc: ArtifactsError):
