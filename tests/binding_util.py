@@ -28,8 +28,11 @@ def remote_binding(server: ServerProcess, namespace: str | None = None) -> Artif
 
 def route_exists(server: ServerProcess, method: str, path: str) -> bool:
     """Whether the server knows a REST route (404 "No route ..." when it does not)."""
-    with server.api() as c:
-        r = c.request(method, path)
+    if path.startswith("/client/"):
+        r = httpx.request(method, server.base_url + path, headers={"Authorization": f"Bearer {server.api_token}"})
+    else:
+        with server.api() as c:
+            r = c.request(method, path)
     if r.status_code not in (404, 405):
         return True
     try:
