@@ -48,7 +48,8 @@ def test_server_fixture(artifactd_server):
 
 
 def run_pytest(project: Path, basetemp: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTIFACTD_", "CLOUDFLARE_", "PYTEST_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ARTIFACTD_", "CLOUDFLARE_", "PYTEST_")) or k == "ARTIFACTD_TEST_DATABASE"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}"],
                           cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
