@@ -103,7 +103,7 @@ def fork(ctx: Ctx, namespace: str, source: str, name: str, description: str | No
 
 
 @repos.command("import")
-@click.argument("url")
+@click.argument("source_url", metavar="URL")
 @click.argument("name")
 @click.option("--branch", default=None, help="Branch to import (default: the remote's default branch).")
 @click.option("--depth", type=int, default=None, help="Shallow import of this many commits.")
@@ -112,9 +112,10 @@ def fork(ctx: Ctx, namespace: str, source: str, name: str, description: str | No
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the import has finished.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait.")
 @command()
-def import_(ctx: Ctx, namespace: str, url: str, name: str, branch: str | None, depth: int | None,
+def import_(ctx: Ctx, namespace: str, source_url: str, name: str, branch: str | None, depth: int | None,
             description: str | None, read_only: bool, wait: bool, timeout: float) -> None:
     """Create repo NAME by cloning the public HTTPS Git remote URL."""
+    url = source_url
     with Progress(f'Importing {url} into "{name}"', quiet=ctx.json) as p:
         got = ctx.backend.import_repo(namespace, name, url, branch=branch, depth=depth, read_only=read_only,
                                       description=description)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from binding_util import eventually, remote_binding, require_route, unique
+from binding_util import eventually, remote_binding, require_route, require_service, unique
 
 from artifactd.binding import (
     Artifacts,
@@ -325,6 +325,92 @@ def test_fork(art: Artifacts, server: ServerProcess, git: GitClient, tmp_path: P
     with pytest.raises(ArtifactsError) as e:
         parent.fork("bad name")
     assert e.value.code == "INVALID_REPO_NAME"
+
+
+# -- import -----------------------------------------------------------------------------
+
+IMPORT_ALLOWANCES = {"import_allow_networks": "127.0.0.0/8", "import_allow_http": True}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """A second Git server on loopback (C git http-backend) holding up.git: branches trunk
+    (HEAD, 3 commits) and dev (2 more)."""
+    require_service("artifactd.services.imports")
+    require_service("artifactd.testing.remote")
+    from artifactd.testing.remote import GitRemoteServer
+
+    root = tmp_path_factory.mktemp("upstream")
+    g = GitClient(tmp_path_factory.mktemp("upstream-home"))
+    work = g.make_repo(root.parent / "up-work", commits=3, branch="trunk")
+    g.run("checkout", "-q", "-b", "dev", cwd=work)
+    for i in range(2):
+        (work / f"dev{i}.txt").write_text(f"dev {i}\n")
+        g.run("add", ".", cwd=work)
+        g.run("commit", "-q", "-m", f"dev {i}", cwd=work)
+    g.run("checkout", "-q", "trunk", cwd=work)
+    g.run("clone", "-q", "--bare", str(work), str(root / "up.git"))
+    srv = GitRemoteServer(root).start()
+    srv.work = work  # type: ignore[attr-defined]
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def importers(tmp_path_factory, upstream):
+    """A server and a local backend that may import from loopback over plain http."""
+    with temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url_remote, \
+            temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url_local:
+        srv = ServerProcess(tmp_path_factory.mktemp("importer") / "data", database_url=url_remote, extra_env={
+            f"ARTIFACTD_{k.upper()}": str(v).lower() for k, v in IMPORT_ALLOWANCES.items()}).start()
+        local = Artifacts.local(tmp_path_factory.mktemp("importer-local") / "data", database_url=url_local,
+                                settings=IMPORT_ALLOWANCES)
+        yield {"remote": srv, "local": local}
+        local.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("mode", ["remote", "local"])
+def test_import(mode: str, importers, upstream, git: GitClient, tmp_path: Path):
+    ns = unique("imp")
+    if mode == "remote":
+        art = remote_binding(importers["remote"], ns)
+        require_route(art, importers["remote"], "import")
+    else:
+        art = importers["local"].with_namespace(ns)
+        art.serve()
+    url = f"{upstream.base_url}/up.git"
+
+    created = art.import_repo(url, "mirror", description="a copy")
+    assert (created.name, created.default_branch, created.description) == ("mirror", "trunk", "a copy")
+    repo = art.get("mirror")
+    info = repo.info()
+    assert info.status == "ready" and info.source and "up.git" in info.source
+    heads = git.out("ls-remote", "--heads", created.remote, token=created.token)
+    assert git.out("rev-parse", "trunk", cwd=upstream.work) in heads and "refs/heads/dev" in heads
+
+    dev = art.import_repo(url, "dev-only", branch="dev", depth=1, read_only=True)
+    assert dev.default_branch == "dev" and dev.read_only is True
+    clone = tmp_path / "dev"
+    git.run("clone", "-q", dev.remote, str(clone), token=dev.token)
+    assert git.out("rev-list", "--count", "HEAD", cwd=clone) == "1"
+    assert git.out("rev-parse", "HEAD", cwd=clone) == git.out("rev-parse", "dev", cwd=upstream.work)
+
+    quick = art.import_repo(url, "no-wait", wait=False)
+    assert quick.name == "no-wait"
+    eventually(lambda: art.list().total == 3 and all(r.status == "ready" for r in art.list().repos),
+               what="the import without wait to finish")
+
+    with pytest.raises(ArtifactsError) as e:
+        art.import_repo(url, "mirror")
+    assert e.value.code == "ALREADY_EXISTS"
+    for bad in ("ftp://example.com/r.git", "not a url"):
+        with pytest.raises(ArtifactsError) as e:
+            art.import_repo(bad, unique("bad"))
+        assert e.value.code == "INVALID_INPUT", bad
+    with pytest.raises(ArtifactsError) as e:
+        art.import_repo(f"{upstream.base_url}/missing.git", "nothing")
+    assert e.value.code == "NOT_FOUND" and e.value.numeric_code == 10200
 
 
 # -- async ------------------------------------------------------------------------------

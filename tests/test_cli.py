@@ -26,7 +26,7 @@ def cli(*args: str, env: dict[str, str], input: str | None = None, ok: bool = Tr
 
 
 def fields(text: str) -> dict[str, str]:
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^([a-z_]+):\s*(.*)$", text, re.M)}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^([a-z_]+):[ \t]*(.*)$", text, re.M)}
 
 
 @pytest.fixture

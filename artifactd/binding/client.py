@@ -167,11 +167,13 @@ class Artifacts(_Base):
                     read_only: bool = False, description: str | None = None, wait: bool = True,
                     timeout: float = IMPORT_TIMEOUT) -> CreateRepoResult:
         """Create ``name`` by cloning the HTTPS remote ``url``. With ``wait`` (the default)
-        return once the repo is ready and raise the import's error if it failed."""
+        return once the repo is ready (``default_branch`` then is the imported one) and
+        raise the import's error if it failed; without, return at once (``importing``)."""
         created = self._backend.import_repo(self.namespace, name, url, branch=branch, depth=depth,
                                             read_only=read_only, description=description)
         if wait:
-            self._backend.wait_ready(self.namespace, name, timeout)
+            info = self._backend.wait_ready(self.namespace, name, timeout)
+            created = {**created, "default_branch": info.get("default_branch", created.get("default_branch"))}
         return CreateRepoResult.from_rest(created)
 
     def delete(self, name: str) -> bool:
@@ -290,7 +292,8 @@ class AsyncArtifacts(_Base):
         created = await self._backend.import_repo(self.namespace, name, url, branch=branch, depth=depth,
                                                   read_only=read_only, description=description)
         if wait:
-            await self._backend.wait_ready(self.namespace, name, timeout)
+            info = await self._backend.wait_ready(self.namespace, name, timeout)
+            created = {**created, "default_branch": info.get("default_branch", created.get("default_branch"))}
         return CreateRepoResult.from_rest(created)
 
     async def delete(self, name: str) -> bool:

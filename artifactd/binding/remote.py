@@ -124,6 +124,16 @@ def no_route(e: ArtifactsError) -> bool:
     return e.status in (404, 405) and "route" in e.message.lower()
 
 
+def file_type(path: str, data: bytes, sent: str = "application/octet-stream") -> str:
+    """``read_file``'s MIME type: REST route 15 always sends octet-stream, so type the bytes
+    with the same rule the local backend (and the raw route) uses."""
+    try:
+        from artifactd.services.content import sniff_type
+    except ImportError:  # a build without the content service
+        return sent
+    return sniff_type(path, data)
+
+
 def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -297,12 +307,13 @@ class Ops:
     @staticmethod
     def file(namespace: str, repo: str, ref: str, path: str) -> Op:
         try:
-            return (yield from result(Req("GET", f"/namespaces/{seg(namespace)}/repos/{seg(repo)}/file",
-                                          {"ref": ref, "path": path}, raw=True)))
+            data, media = yield from result(Req("GET", f"/namespaces/{seg(namespace)}/repos/{seg(repo)}/file",
+                                                {"ref": ref, "path": path}, raw=True))
         except ArtifactsError as e:
             if missing_object(e):
                 return None
             raise
+        return data, file_type(path, data, media)
 
     # -- accounts (only to find the account id when none is configured) -------------------
 
