@@ -7,15 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-from binding_util import route_exists, unique
+from binding_util import unique
 
 from artifactd.binding import Artifacts, ArtifactsError
 from artifactd.binding.config import find_config, load_binding, strip_jsonc
-from artifactd.credentials import StoredLogin, read_login, resolve_connection, write_login
+from artifactd import credentials
+from artifactd.credentials import resolve_connection, save_login
 from artifactd.testing import ServerProcess
+from artifactd.testing.identity import new_user, oauth_login
 
 ENV_NAMES = ("ARTIFACTD_URL", "ARTIFACTD_API_TOKEN", "ARTIFACTD_ACCOUNT_ID", "ARTIFACTD_REMOTE",
-             "ARTIFACTD_CREDENTIALS_FILE", "CLOUDFLARE_API_BASE_URL", "CLOUDFLARE_API_TOKEN",
+             "ARTIFACTD_CONFIG_DIR", "ARTIFACTD_CLIENT_ID", "CLOUDFLARE_API_BASE_URL", "CLOUDFLARE_API_TOKEN",
              "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_ENV", "CF_API_TOKEN", "CF_ACCOUNT_ID", "CF_API_BASE_URL")
 
 
@@ -139,21 +141,50 @@ def test_artifactd_toml_and_precedence(tmp_path: Path, monkeypatch, server: Serv
         assert "No config file found" in e.value.message
 
 
-def test_credential_order(tmp_path: Path, monkeypatch, server: ServerProcess):
-    creds = tmp_path / "xdg" / "artifactd" / "credentials.json"
-    login = StoredLogin(url=server.base_url, account_id=server.account_id, access_token=server.api_token,
-                        refresh_token="r-token", expires_at=None)
-    assert write_login(login) == creds
-    assert creds.stat().st_mode & 0o777 == 0o600
-    assert read_login() == login
-    assert "r-token" not in repr(login) and server.api_token not in repr(login)
+def login_as_new_user(server: ServerProcess) -> dict:
+    """A real OAuth login (authorization code + PKCE, refresh token) stored as
+    ``artifactd login`` stores it."""
+    email, password = new_user(server)
+    grant = oauth_login(server, email, password)
+    return save_login(server.base_url, grant)
 
-    # Nothing in the environment: the stored login (server, account and token).
+
+def test_stored_login_and_refresh(tmp_path: Path, server: ServerProcess):
+    """Nothing in the environment: the stored login's server, token and (asked of the
+    server) account; an access token about to expire is refreshed and the rotated tokens
+    are written back."""
+    entry = login_as_new_user(server)
+    path = credentials.credentials_path()
+    assert path == tmp_path / "xdg" / "artifactd" / "credentials.json" and path.stat().st_mode & 0o777 == 0o600
     conn = resolve_connection()
-    assert (conn.url, conn.account_id, conn.token_source) == (server.base_url, server.account_id, "login")
-    art = Artifacts(unique("lg"))
-    art.create("with-login")
-    art.close()
+    assert (conn.url, conn.account_id, conn.token_source) == (server.base_url, None, "login")
+    ns = unique("lg")
+    with Artifacts(ns) as art:
+        art.create("with-login")
+        assert art._backend.account_id == server.account_id  # the one account this user is in
+
+    data = json.loads(path.read_text())
+    data["servers"][server.base_url]["expires_at"] = 0  # expired
+    path.write_text(json.dumps(data))
+    with Artifacts(ns) as art:
+        assert [r.name for r in art.list().repos] == ["with-login"]
+    fresh = json.loads(path.read_text())["servers"][server.base_url]
+    assert fresh["access_token"] != entry["access_token"] and fresh["refresh_token"] != entry["refresh_token"]
+    assert fresh["expires_at"] > 0
+
+    # A refresh token that no longer works: UNAUTHENTICATED, "run artifactd login again".
+    fresh["expires_at"] = 0
+    fresh["refresh_token"] = entry["refresh_token"]  # already spent (rotation)
+    path.write_text(json.dumps({**data, "servers": {server.base_url: fresh}}))
+    with pytest.raises(ArtifactsError) as e:
+        Artifacts(ns).list()
+    assert e.value.code == "UNAUTHENTICATED" and "artifactd login" in e.value.message
+
+
+def test_credential_order(monkeypatch, server: ServerProcess):
+    save_login(server.base_url, {"access_token": "login-token", "expires_in": 3600, "refresh_token": "r"})
+    assert resolve_connection().token_source == "login"
+    assert "login-token" not in repr(resolve_connection())
 
     # Environment over login; ARTIFACTD_* over CLOUDFLARE_*; arguments over everything.
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
@@ -176,14 +207,12 @@ def test_credential_order(tmp_path: Path, monkeypatch, server: ServerProcess):
     with pytest.raises(ArtifactsError) as e:
         resolve_connection()
     assert e.value.code == "UNAUTHENTICATED" and "ad.example.test" in e.value.message
-    conn = resolve_connection(url=server.base_url + "/")
-    assert conn.token_source == "login"
+    assert resolve_connection(url=server.base_url + "/").token_source == "login"
+    assert resolve_connection(url=server.base_url + "/client/v4").token_source == "login"
 
 
 def test_account_discovery(monkeypatch, server: ServerProcess):
     """No account id anywhere: the one account the credential can see (GET /accounts)."""
-    if not route_exists(server, "GET", "/client/v4/accounts"):
-        pytest.skip("the server has no /client/v4/accounts route yet (lands from branch `identity`)")
     monkeypatch.setenv("ARTIFACTD_URL", server.base_url)
     monkeypatch.setenv("ARTIFACTD_API_TOKEN", server.api_token)
     with Artifacts(unique("disc")) as art:

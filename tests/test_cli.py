@@ -160,7 +160,8 @@ def test_credentials_and_failures(server: ServerProcess, tmp_path: Path):
     bare = {k: v for k, v in os.environ.items() if not k.startswith(("ARTIFACTD_", "CLOUDFLARE_", "CF_"))}
     bare["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no stored login
     p = cli("repos", "list", env=bare, ok=False)
-    assert p.returncode == 1 and "No artifactd server configured" in p.stderr
+    assert p.returncode == 1 and "UNAUTHENTICATED (10000): No credential for http://127.0.0.1:8787" in p.stderr \
+        and "artifactd login" in p.stderr
 
     # The hosted product's variable names work too (base URL with /client/v4).
     cf = {**bare, "CLOUDFLARE_API_BASE_URL": f"{server.base_url}/client/v4", "CLOUDFLARE_API_TOKEN": server.api_token,

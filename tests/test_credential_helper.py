@@ -148,22 +148,29 @@ def test_protocol_answers(server: ServerProcess, helper_git: GitClient, git: Git
 
 
 def test_stored_login(server: ServerProcess, git: GitClient, tmp_path: Path):
-    """With no token in the environment the helper uses ``artifactd login``'s stored
-    credential, and only for the server that issued it."""
+    """With no token in the environment the helper uses ``artifactd login``'s stored OAuth
+    login (refreshing it when it expires), and only for the server that issued it."""
+    from artifactd.testing.identity import new_user, oauth_login
+
     ns = unique("chl")
     repo, work = seed(server, git, tmp_path, ns, "l")
     g = GitClient(tmp_path / "lhome")
     cfg_home = tmp_path / "lhome" / ".config"
     g.env.update(XDG_CONFIG_HOME=str(cfg_home), PATH=os.environ["PATH"])
+    email, password = new_user(server)
+    grant = oauth_login(server, email, password)
     creds = cfg_home / "artifactd" / "credentials.json"
     creds.parent.mkdir(parents=True)
-    creds.write_text(json.dumps({"version": 1, "url": server.base_url, "account_id": server.account_id,
-                                 "access_token": server.api_token, "refresh_token": None, "expires_at": None}))
+    creds.write_text(json.dumps({"servers": {server.base_url: {
+        "client_id": "artifactd-cli", "access_token": grant["access_token"], "refresh_token": grant["refresh_token"],
+        "expires_at": 0, "scope": grant["scope"]}}, "default_server": server.base_url}))  # already expired
     creds.chmod(0o600)
     install(g)
     clone = tmp_path / "clone"
     g.run("clone", "-q", repo["remote"], str(clone))
     assert g.out("rev-parse", "HEAD", cwd=clone) == git.out("rev-parse", "HEAD", cwd=work)
+    refreshed = json.loads(creds.read_text())["servers"][server.base_url]
+    assert refreshed["access_token"] != grant["access_token"] and refreshed["expires_at"] > time.time()
 
     # Pointed at another server, the login is not sent there.
     host = server.base_url.split("://", 1)[1]
@@ -171,9 +178,10 @@ def test_stored_login(server: ServerProcess, git: GitClient, tmp_path: Path):
     p = subprocess.run([*artifactd_cmd(), "credential-helper", "get"], env=other, text=True, capture_output=True,
                        input=f"protocol=http\nhost={host}\npath=git/x/y/z.git\n\n")
     assert p.stdout == ""
-    # An expired login without a refresh token says to log in again.
-    creds.write_text(json.dumps({"version": 1, "url": server.base_url, "account_id": server.account_id,
-                                 "access_token": server.api_token, "expires_at": int(time.time()) - 10}))
+    # An expired login whose refresh token is spent says to log in again.
+    creds.write_text(json.dumps({"servers": {server.base_url: {**refreshed, "expires_at": 0,
+                                                               "refresh_token": grant["refresh_token"]}},
+                                 "default_server": server.base_url}))
     p = subprocess.run([*artifactd_cmd(), "credential-helper", "get"], env=g.env, text=True, capture_output=True,
                        input=f"protocol=http\nhost={host}\npath=git/{server.account_id}/{ns}/l.git\n\n")
     assert p.stdout == "" and "UNAUTHENTICATED (10000)" in p.stderr and "artifactd login" in p.stderr
