@@ -34,8 +34,8 @@ def list_(ctx: Ctx, namespace: str, repo: str, state: str) -> None:
     if ctx.json:
         emit_json(items)
     else:
-        show_table(items, TOKEN_FIELDS, f'No {state if state != "all" else ""} tokens for repo "{repo}".'
-                   .replace("No  ", "No "))
+        kind = "" if state == "all" else f"{state} "
+        show_table(items, TOKEN_FIELDS, f'No {kind}tokens for repo "{repo}".')
 
 
 @tokens.command("revoke")
