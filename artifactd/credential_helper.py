@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
-from artifactd.errors import ArtifactsError
+from artifactd.errors import ArtifactsError, ErrorCode
 
 DEFAULT_TTL = 900
 ACCOUNT_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -111,7 +111,7 @@ def answer(attrs: dict[str, str], *, url: str | None, account_id: str | None, sc
     path = attrs.get("path")
     if path is None:
         raise ArtifactsError(
-            _invalid_code(),
+            ErrorCode.INVALID_INPUT,
             "Git did not send the repo path; run `artifactd credential-helper install` "
             f"(or `git config --global credential.{conn.url}.useHttpPath true`).",
         )
@@ -135,12 +135,6 @@ def answer(attrs: dict[str, str], *, url: str | None, account_id: str | None, sc
     if expires is not None:
         out["password_expiry_utc"] = str(int(expires.timestamp()))
     return out
-
-
-def _invalid_code():
-    from artifactd.errors import ErrorCode
-
-    return ErrorCode.INVALID_INPUT
 
 
 def _helper_options(fn):

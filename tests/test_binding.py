@@ -493,4 +493,4 @@ def test_local_mode_shares_its_store_with_the_git_server(local_base: Artifacts, 
     for t in targets:
         heads = git.out("ls-remote", "--heads", t.remote, token=t.token)
         assert heads.count("refs/heads/b") == 3
-        eventually(lambda: art.get(t.name).info().last_push_at, what="last_push_at after a push")
+        eventually(lambda t=t: art.get(t.name).info().last_push_at, what="last_push_at after a push")

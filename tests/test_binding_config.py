@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from binding_util import unique
 
+from artifactd import credentials
 from artifactd.binding import Artifacts, ArtifactsError
 from artifactd.binding.config import find_config, load_binding, strip_jsonc
-from artifactd import credentials
 from artifactd.credentials import resolve_connection, save_login
 from artifactd.testing import ServerProcess
 from artifactd.testing.identity import new_user, oauth_login

@@ -206,7 +206,7 @@ def test_fork_shows_progress(server: ServerProcess, env: dict, git: GitClient, t
     work = git.make_repo(tmp_path / "w", commits=3)
     git.run("push", "-q", src["remote"], "main", cwd=work, token=src["token"])
     p = cli("repos", "fork", "base", "copy", "-n", ns, env=env)
-    assert f'Forking "base" into "copy"…' in p.stderr and "ready" in p.stderr
+    assert 'Forking "base" into "copy"…' in p.stderr and "ready" in p.stderr
     got = fields(p.stdout)
     assert int(got["objects"]) > 0
     git.run("ls-remote", got["remote"], token=got["token"])

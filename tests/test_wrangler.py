@@ -108,7 +108,7 @@ def test_repos_lifecycle_text_and_json(wr: Wrangler, server: ServerProcess, git:
         "ns_get": ("namespaces", "get", ns), "ns_get_json": ("namespaces", "get", ns, "--json"),
     }
     with ThreadPoolExecutor(2) as pool:  # two cores: more only adds contention
-        res = dict(zip(cmds, pool.map(lambda a: wr(*a), cmds.values())))
+        res = dict(zip(cmds, pool.map(lambda a: wr(*a), cmds.values()), strict=True))
 
     assert json.loads(res["list_json"].stdout) == rest_list
     table = res["list"].stdout

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from artifactd.binding.remote import BUSY, missing_object
 from artifactd.config import Settings
 from artifactd.errors import ArtifactsError, ErrorCode
-from artifactd.binding.remote import BUSY
+
 
 def _free_port() -> int:
     import socket
@@ -29,12 +30,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _missing_object(e: ArtifactsError) -> bool:
-    from artifactd.binding.remote import missing_object
-
-    return missing_object(e)
 
 
 class LocalServer:
@@ -265,7 +260,7 @@ class LocalBackend:
         try:
             return fn(self.account_id, *args)
         except ArtifactsError as e:
-            if _missing_object(e):
+            if missing_object(e):
                 return None
             raise
 

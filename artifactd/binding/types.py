@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-
 def isoformat(value: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z``, as the REST API prints times."""
     value = value.astimezone(dt.timezone.utc)
