@@ -46,11 +46,14 @@ class ErrorCode(Enum):
 class ArtifactsError(Exception):
     """A failure with a documented code; safe to show to the caller as is."""
 
-    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None):
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or code.status
+        #: Extra reply headers (e.g. ``Retry-After``).
+        self.headers = headers
 
     @property
     def name(self) -> str:
@@ -70,3 +73,11 @@ def invalid(message: str) -> ArtifactsError:
 
 def not_found(message: str) -> ArtifactsError:
     return ArtifactsError(ErrorCode.NOT_FOUND, message)
+
+
+def rate_limited(retry_after: int, what: str) -> ArtifactsError:
+    return ArtifactsError(
+        ErrorCode.RATE_LIMITED,
+        f"Rate limit exceeded for {what}; retry after {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
