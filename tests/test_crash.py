@@ -200,7 +200,55 @@ class Revocations:
             assert status == (403 if tid in revoked else 200), (tid, status)
 
 
-SCENARIOS = {"push": Pushes, "create": Creates, "delete": Deletes, "revoke": Revocations}
+@dataclass
+class Forks:
+    """Forks of one parent: an acknowledged fork is there and complete; an interrupted one
+    is finished or visibly failed by the restarted server's job recovery."""
+
+    name: str = "fork"
+    workers: int = 3
+    acked: dict = field(default_factory=dict)
+    tried: set = field(default_factory=set)
+
+    def setup(self, ctx: Context) -> None:
+        parent = ctx.server.create_repo("crash-fork", "parent")
+        src = ctx.git.make_repo(ctx.tmp / "fork-src", commits=3)
+        (src / "big.bin").write_bytes(os.urandom(300_000))
+        ctx.git.run("add", ".", cwd=src)
+        ctx.git.run("commit", "-qm", "big", cwd=src)
+        ctx.git.run("push", parent["remote"], "main", cwd=src, token=parent["token"])
+        self.head = ctx.git.out("rev-parse", "HEAD", cwd=src)
+
+    def work(self, ctx: Context, worker: int, stop: threading.Event) -> None:
+        with ctx.server.api() as c:
+            while not stop.is_set():
+                name = f"f{worker}-{secrets.token_hex(3)}"
+                self.tried.add(name)
+                ctx.attempt()
+                r = c.post("/namespaces/crash-fork/repos/parent/fork", json={"name": name})
+                assert r.status_code == 201, r.text
+                self.acked[name] = r.json()["result"]
+                ctx.ack()
+
+    def verify(self, ctx: Context) -> None:
+        with ctx.server.api() as c:
+            for name in self.tried:
+                r = c.get(f"/namespaces/crash-fork/repos/{name}")
+                assert r.status_code in (200, 404), r.text
+                status = r.json()["result"]["status"] if r.status_code == 200 else None
+                if name in self.acked:
+                    assert status == "ready", (name, r.text)
+                    out = ctx.git.out("ls-remote", self.acked[name]["remote"], "refs/heads/main",
+                                      token=self.acked[name]["token"])
+                    assert out.split()[0] == self.head
+                else:
+                    assert status in (None, "ready", "failed"), (name, status)
+                    if status == "ready":
+                        token = ctx.server.mint("crash-fork", name, "read")
+                        assert git_ok(ctx, r.json()["result"]["remote"], token)
+
+
+SCENARIOS = {"push": Pushes, "create": Creates, "delete": Deletes, "revoke": Revocations, "fork": Forks}
 
 
 @pytest.mark.parametrize("kind", list(SCENARIOS))

@@ -122,10 +122,13 @@ def test_creates_of_one_name_exactly_one_wins(servers):
     assert all(r.json()["errors"][0]["code"] == 10201 for r in results if r.status_code == 409)
 
 
-def test_creates_and_deletes_racing_on_names_leave_no_half_state(servers, git: GitClient):
+def test_creates_forks_and_deletes_racing_on_names_leave_no_half_state(servers, git: GitClient, tmp_path: Path):
     names = [f"churn-{i}" for i in range(4)]
+    parent = servers[0].create_repo("churn", "churn-parent")
+    src = git.make_repo(tmp_path / "src", commits=2)
+    git.run("push", parent["remote"], "main", cwd=src, token=parent["token"])
     rng = random.Random(7)
-    plan = [(rng.choice(["create", "create", "delete", "get"]), rng.choice(names)) for _ in range(160)]
+    plan = [(rng.choice(["create", "fork", "delete", "get"]), rng.choice(names)) for _ in range(160)]
     barrier = threading.Barrier(16)
 
     def worker(w: int) -> None:
@@ -135,12 +138,16 @@ def test_creates_and_deletes_racing_on_names_leave_no_half_state(servers, git: G
             if op == "create":
                 r = _call(servers, i, "POST", "/namespaces/churn/repos", json={"name": name})
                 assert r.status_code in (201, 409), r.text
+            elif op == "fork":
+                r = _call(servers, i, "POST", "/namespaces/churn/repos/churn-parent/fork", json={"name": name})
+                # 404: the name was deleted while it was being forked (said so, nothing left).
+                assert r.status_code in (201, 409, 404), r.text
             elif op == "delete":
                 r = _call(servers, i, "DELETE", f"/namespaces/churn/repos/{name}")
                 assert r.status_code in (202, 404), r.text
             else:
                 r = _call(servers, i, "GET", f"/namespaces/churn/repos/{name}")
-                assert r.status_code in (200, 404), r.text
+                assert r.status_code in (200, 404, 409), r.text  # 409: a fork in progress
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(worker, range(16)))
@@ -181,6 +188,7 @@ def _assert_consistent(servers, git: GitClient, ns: str, names: list[str]) -> No
     for name in names:
         r = _call(servers, 0, "GET", f"/namespaces/{ns}/repos/{name}")
         if r.status_code == 200:
+            assert r.json()["result"]["status"] == "ready", r.text
             bare = storage_of(srv, ns, name)
             assert bare.is_dir() and fsck(bare).returncode == 0
             token = srv.mint(ns, name, "read")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 
+from artifactd.gitserver.forkstore import LOCK_NAME as FLOCK_NAME
 from artifactd.store.models import Repo
 from artifactd.store.models_hardening import ServerLease
 from artifactd.store.types import utcnow
@@ -231,7 +232,9 @@ class Recovery:
 
     def _sweep_repo(self, repo: Path, grace: float, now: float) -> tuple[int, int]:
         locks = quarantines = 0
-        candidates = [p for p in repo.iterdir() if p.name.endswith(".lock")]
+        # Git's lock files only: artifactd.lock (forkstore) is an flock target whose lock
+        # dies with its holder; removing the file would split later lockers.
+        candidates = [p for p in repo.iterdir() if p.name.endswith(".lock") and p.name != FLOCK_NAME]
         for base in (repo / "refs", repo / "objects" / "info"):
             for dirpath, _dirs, files in os.walk(base):
                 candidates += [Path(dirpath) / f for f in files if f.endswith(".lock")]
