@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from artifactd import __version__
+from artifactd import __version__, logsafe
 from artifactd.config import Settings
 
 
@@ -48,6 +48,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
                         database_url=database_url, git_host_template=git_host_template, log_level=log_level,
                         tls_certfile=tls_cert, tls_keyfile=tls_key)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install_root()
     core = Core(settings)
     boot = core.start()
     if boot.api_token:
@@ -61,7 +62,8 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
     click.echo(f"artifactd {__version__} serving on {settings.resolved_public_url()} "
                f"(account {boot.account_id}, data in {settings.data_dir})", err=True)
     common = dict(host=host, port=port, log_level=log_level.lower(), proxy_headers=False,
-                  timeout_keep_alive=30, server_header=False)
+                  timeout_keep_alive=30, server_header=False,
+                  http="artifactd.http.protocol:GuardedHttpToolsProtocol", log_config=logsafe.uvicorn_log_config())
     if tls_cert:
         common.update(ssl_certfile=tls_cert, ssl_keyfile=tls_key)
     if workers > 1:
@@ -75,7 +77,10 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
         core.close()
         uvicorn.run("artifactd.http.app:app_from_env", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(core), **common)
+        try:
+            uvicorn.run(create_app(core), **common)
+        finally:
+            core.close()
 
 
 from artifactd.cli_admin import admin, audit  # noqa: E402  (identity: server-side admin commands)

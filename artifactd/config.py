@@ -27,10 +27,41 @@ class Settings(BaseSettings):
     git_host_template: str = ""
 
     git_binary: str = "git"
-    #: Largest gzip-inflated request body accepted for upload-pack negotiation.
+    #: Largest gzip-inflated Git request body (either service), bytes.
     max_inflated_request_bytes: int = 100 * 1024 * 1024
-    #: Largest push (receive-pack request body), bytes.
+    #: Largest upload-pack request body (the fetch negotiation: wants and haves), bytes.
+    max_negotiation_bytes: int = 100 * 1024 * 1024
+    #: Largest push (receive-pack request body), bytes; git itself refuses a larger pack
+    #: in-band (``receive.maxInputSize``), so the client reads ``unpack`` / ``ng`` lines.
     max_push_bytes: int = 2 * 1024 * 1024 * 1024
+    #: Largest size of one repository on disk (its own objects), bytes; a push that
+    #: would pass it is declined and leaves the repo as it was.
+    max_repo_bytes: int = 1024 * 1024 * 1024
+    #: Largest file (blob) a push may carry, bytes.
+    max_file_bytes: int = 32 * 1024 * 1024
+    #: Largest JSON request body of the REST API, bytes.
+    max_json_body_bytes: int = 1024 * 1024
+    #: Largest request header block (all headers together), bytes.
+    max_header_bytes: int = 16 * 1024
+    #: A Git request body that sends nothing for this long is dropped, seconds.
+    body_idle_timeout_seconds: float = 60.0
+    #: A connection that has not finished sending its headers by then is closed, seconds.
+    header_timeout_seconds: float = 30.0
+
+    #: Rate limits (reference section 6): control-plane requests per namespace (per account
+    #: for routes without one) and Git requests per repo, per window. 0 turns one off.
+    rate_limit_control_plane: int = 2000
+    rate_limit_git: int = 2000
+    rate_limit_window_seconds: int = 10
+    #: Where the counters live: ``memory`` (one process only), ``redis`` (needs
+    #: ``rate_limit_redis_url``) or ``database`` (the metadata store). Several server
+    #: processes must use ``redis`` or ``database`` to share one budget.
+    rate_limit_backend: str = "memory"
+    rate_limit_redis_url: str = "redis://127.0.0.1:6379/0"
+
+    #: Start-up recovery leaves alone leftovers younger than this (another server process
+    #: sharing the repo directory may still be using them), seconds.
+    recovery_grace_seconds: float = 3600.0
     #: Concurrent git subprocesses serving the wire protocol.
     max_git_processes: int = 32
     #: Check every pushed object (``receive.fsckObjects``).

@@ -76,12 +76,15 @@ class ArtifactsError(Exception):
     that has no name here (the binding then picks the closest name by HTTP status).
     """
 
-    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None, numeric: int | None = None):
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None, numeric: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or code.status
         self._numeric = numeric
+        #: Extra reply headers (e.g. ``Retry-After``).
+        self.headers = headers
 
     @property
     def name(self) -> str:
@@ -101,3 +104,11 @@ def invalid(message: str) -> ArtifactsError:
 
 def not_found(message: str) -> ArtifactsError:
     return ArtifactsError(ErrorCode.NOT_FOUND, message)
+
+
+def rate_limited(retry_after: int, what: str) -> ArtifactsError:
+    return ArtifactsError(
+        ErrorCode.RATE_LIMITED,
+        f"Rate limit exceeded for {what}; retry after {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )

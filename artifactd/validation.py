@@ -13,6 +13,8 @@ HASH_RE = re.compile(r"^[0-9a-f]{40}$")
 TOKEN_ID_RE = re.compile(r"^[0-9a-z]{16}$")
 
 MAX_NAME = 63
+#: Upper bound of integers with no documented maximum (page numbers): an INTEGER column.
+MAX_INT32 = 2**31 - 1
 MAX_DESCRIPTION = 1024
 MAX_BRANCH = 256
 
@@ -49,7 +51,16 @@ def description(value: object) -> str | None:
         raise invalid("description must be a string.")
     if len(value) > MAX_DESCRIPTION:
         raise invalid(f"description must be at most {MAX_DESCRIPTION} characters.")
+    return text(value, "description")
+
+
+def text(value: str, field: str) -> str:
+    """Free text that will be stored or compared in the database: no NUL characters
+    (PostgreSQL cannot hold them in text, so they would otherwise become a 500)."""
+    if "\x00" in value:
+        raise invalid(f"Invalid {field}: must not contain NUL characters.")
     return value
+
 
 
 def branch_name(value: object, field: str = "default_branch") -> str:
@@ -78,7 +89,8 @@ def boolean(value: object, field: str) -> bool:
 
 def integer(value: object, field: str, lo: int, hi: int | None = None, *, code: ErrorCode = ErrorCode.INVALID_INPUT,
             message: str | None = None) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
+    ok = (isinstance(value, int) and not isinstance(value, bool) and value >= lo
+          and value <= (MAX_INT32 if hi is None else hi))
     if not ok:
         rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ArtifactsError(code, message or f"Invalid {field}: must be an integer {rng}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import secrets
 import tarfile
 import zipfile
@@ -13,10 +14,22 @@ from urllib.parse import urlsplit
 import pytest
 from forkutil import commit_file
 
-from artifactd.testing import GitClient, ServerProcess
+from artifactd.testing import GitClient, ServerProcess, temporary_database
 
 HTML = "<html><body><script>fetch('/steal')</script>hi</body></html>\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Its own server: the 33 MiB blob that shows the content routes' 413 is over the
+    default push limit for one file (32 MiB, reference section 6), so this server allows
+    larger files."""
+    with temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url:
+        srv = ServerProcess(tmp_path_factory.mktemp("content-server") / "data", database_url=url,
+                            extra_env={"ARTIFACTD_MAX_FILE_BYTES": str(64 * 1024 * 1024)}).start()
+        yield srv
+        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ def server_config(settings: Settings) -> list[tuple[str, str]]:
         ("lsrefs.unborn", "advertise"),
         ("receive.fsckObjects", "true" if settings.git_fsck_objects else "false"),
         ("receive.autogc", "false"),
+        # A pack larger than this is refused by git itself, in-band (unpack / ng lines).
+        ("receive.maxInputSize", str(settings.max_push_bytes)),
         ("receive.advertisePushOptions", "true"),
         ("gc.auto", "0"),
         ("core.logAllRefUpdates", "false"),

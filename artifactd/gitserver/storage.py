@@ -17,14 +17,63 @@ log = logging.getLogger("artifactd.storage")
 
 POST_RECEIVE_HOOK = """#!/bin/sh
 # Written by artifactd on start; repos never carry hooks of their own.
-# Records the ref updates of a push so the server can update repo metadata.
-if [ -n "$ARTIFACTD_PUSH_LOG" ]; then
+# The ref updates of a push are recorded by the reference-transaction hook, which runs
+# before git reports success to the client (post-receive runs after the report, so a
+# crash in between would lose the record).
+cat > /dev/null
+exit 0
+"""
+
+REFERENCE_TRANSACTION_HOOK = """#!/bin/sh
+# Written by artifactd on start. Records the committed ref updates of a push
+# ("<old> <new> <ref>" lines) so the server can update repo metadata, even after a crash.
+if [ "$1" = committed ] && [ -n "$ARTIFACTD_PUSH_LOG" ]; then
     cat >> "$ARTIFACTD_PUSH_LOG"
 else
     cat > /dev/null
 fi
 exit 0
 """
+
+PRE_RECEIVE_HOOK = r"""#!/bin/sh
+# Written by artifactd on start. Declines a push whose new objects break the size limits.
+# Until this hook accepts, pushed objects sit in a quarantine directory that git deletes
+# when the push is declined: a refused push leaves the repository exactly as it was.
+updates=$(cat)
+[ -n "$GIT_QUARANTINE_PATH" ] || exit 0
+max_file=${ARTIFACTD_MAX_FILE_BYTES:-0}
+max_repo=${ARTIFACTD_MAX_REPO_BYTES:-0}
+if [ "$max_file" -gt 0 ]; then
+    # Only the quarantined (new) objects: no alternates, not the repository's own store.
+    big=$(env -u GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_OBJECT_DIRECTORY="$GIT_QUARANTINE_PATH" \
+          git cat-file --batch-all-objects --batch-check='%(objecttype) %(objectsize) %(objectname)' |
+          awk -v max="$max_file" '$1 == "blob" && $2 > max { print $3 " " $2; exit }')
+    if [ -n "$big" ]; then
+        sha=${big% *}
+        size=${big#* }
+        where=$(printf '%s\n' "$updates" | awk '$2 !~ /^0+$/ { print $2 }' |
+                git rev-list --objects --stdin --not --all 2>/dev/null |
+                awk -v sha="$sha" '$1 == sha { sub(/^[^ ]+ /, ""); print; exit }')
+        echo "artifactd: push declined: file ${where:-$sha} is $size bytes; the limit is $max_file bytes per file." >&2
+        exit 1
+    fi
+fi
+if [ "$max_repo" -gt 0 ]; then
+    # The repository's own objects plus the quarantined ones (inside objects/).
+    total=$(du -sb "$GIT_DIR/objects" | awk '{ print $1 }')
+    if [ "$total" -gt "$max_repo" ]; then
+        echo "artifactd: push declined: the repository would take $total bytes; the limit is $max_repo bytes." >&2
+        exit 1
+    fi
+fi
+exit 0
+"""
+
+HOOKS = {
+    "post-receive": POST_RECEIVE_HOOK,
+    "reference-transaction": REFERENCE_TRANSACTION_HOOK,
+    "pre-receive": PRE_RECEIVE_HOOK,
+}
 
 
 class GitStorage:
@@ -39,12 +88,14 @@ class GitStorage:
         """Create the directories and the server-owned hooks; idempotent."""
         for d in (self.root, self.trash, self.hooks, self.home):
             d.mkdir(parents=True, exist_ok=True)
-        hook = self.hooks / "post-receive"
-        if not hook.exists() or hook.read_text() != POST_RECEIVE_HOOK:
-            tmp = hook.with_suffix(".tmp")
-            tmp.write_text(POST_RECEIVE_HOOK)
-            tmp.chmod(0o755)
-            tmp.replace(hook)
+        for name, text in HOOKS.items():
+            hook = self.hooks / name
+            if not hook.exists() or hook.read_text() != text:
+                # A private temporary name: several server processes may start at once.
+                tmp = self.hooks / f".{name}.{uuid.uuid4().hex}.tmp"
+                tmp.write_text(text)
+                tmp.chmod(0o755)
+                tmp.replace(hook)
         self.empty_trash_async()
 
     @staticmethod

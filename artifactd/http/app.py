@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from artifactd import __version__
 from artifactd.errors import ArtifactsError, ErrorCode
-from artifactd.http import rest, rest_content, rest_forks
+from artifactd.http import openapi, rest, rest_content, rest_forks
 from artifactd.http.envelope import error_response, failure
 from artifactd.http.git import GitHTTP
 from artifactd.http import rest_binding
@@ -22,7 +22,8 @@ log = logging.getLogger("artifactd.http")
 
 
 def create_api(core: Core) -> FastAPI:
-    api = FastAPI(title="artifactd", version=__version__, docs_url="/docs", redoc_url=None)
+    # No slash redirects: a redirect built from the client's Host header helps no client.
+    api = FastAPI(title="artifactd", version=__version__, docs_url="/docs", redoc_url=None, redirect_slashes=False)
     api.state.core = core
     api.include_router(rest.router)
     from artifactd.http import oauth_pages, rest_user  # identity: users, API tokens, OAuth
@@ -33,6 +34,7 @@ def create_api(core: Core) -> FastAPI:
     api.include_router(rest_content.router)
     install_jobs(api, core)
     api.include_router(rest_binding.router)
+    openapi.install(api)
 
     @api.exception_handler(ArtifactsError)
     async def _artifacts_error(_: Request, exc: ArtifactsError):
@@ -50,7 +52,7 @@ def create_api(core: Core) -> FastAPI:
         if exc.status_code == 404:
             return failure(404, ErrorCode.NOT_FOUND.numeric, "No route matches this path.")
         if exc.status_code == 405:
-            return failure(405, ErrorCode.INVALID_INPUT.numeric, "Method not allowed.")
+            return failure(405, ErrorCode.INVALID_INPUT.numeric, "Method not allowed.", headers=exc.headers)
         return failure(exc.status_code, ErrorCode.INVALID_INPUT.numeric, str(exc.detail))
 
     @api.exception_handler(Exception)
@@ -85,4 +87,5 @@ def app_from_env():
     """uvicorn factory for multi-worker serving: settings from ``ARTIFACTD_*``."""
     core = Core()
     core.storage.prepare()
+    core.register()
     return create_app(core)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from artifactd.errors import invalid
+from artifactd.errors import ArtifactsError, ErrorCode, invalid, rate_limited
 from artifactd.services import Core
 from artifactd.services.apitokens import Principal
+from artifactd.services.ratelimit import CONTROL_PLANE
 
 MAX_JSON_BODY = 1024 * 1024
 
@@ -49,17 +51,55 @@ def client_ip(request: Request) -> str | None:
 
 
 async def principal(request: Request) -> Principal:
-    """The authenticated control-plane caller (401 envelope otherwise)."""
+    """The authenticated control-plane caller (401 envelope otherwise), within its rate
+    limit (429 envelope with ``Retry-After`` otherwise; counted per namespace, or per
+    account for routes without one)."""
     core = core_of(request)
-    return await run_in_threadpool(core.api_tokens.authenticate, request.headers.get("authorization"),
-                                   client_ip(request))
+    who = await run_in_threadpool(core.api_tokens.authenticate, request.headers.get("authorization"),
+                                  client_ip(request))
+    params = request.query_params
+    for key in params:
+        if len(params.getlist(key)) > 1:  # ambiguous: which one would count?
+            raise invalid(f"Invalid {key[:40]}: the parameter is given more than once.")
+    namespace = request.path_params.get("namespace")
+    limits = core.rate_limits
+    key = limits.control_plane_key(who.account_id, namespace if isinstance(namespace, str) else None)
+    decision = await run_in_threadpool(limits.hit, CONTROL_PLANE, key)
+    if not decision.allowed:
+        raise rate_limited(decision.retry_after, f"namespace {namespace!r}" if namespace else "this account")
+    return who
+
+
+def _too_large(limit: int) -> ArtifactsError:
+    return ArtifactsError(ErrorCode.INVALID_INPUT, f"Request body too large (limit {limit} bytes).", status=413)
 
 
 async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
-    """A JSON object body, or INVALID_INPUT; an empty body is ``{}`` when not required."""
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise invalid("Request body too large.")
+    """A JSON object body, or INVALID_INPUT; an empty body is ``{}`` when not required.
+
+    The body is read up to the configured limit and no further: a huge body is refused
+    (413) without being held in memory."""
+    limit = core_of(request).settings.max_json_body_bytes or MAX_JSON_BODY
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    idle = core_of(request).settings.body_idle_timeout_seconds or None
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ArtifactsError(ErrorCode.INVALID_INPUT, "Request body stalled; closing the connection.",
+                                 status=408, headers={"Connection": "close"}) from None
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         if required:
             raise invalid("Request body must be a JSON object.")
@@ -75,7 +115,7 @@ async def json_body(request: Request, *, required: bool = True) -> dict[str, Any
 
 def query_int(request: Request, name: str, default: int) -> int:
     value = request.query_params.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         return int(value)

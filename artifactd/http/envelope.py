@@ -25,7 +25,7 @@ def failure(status: int, code: int, message: str, headers: dict[str, str] | None
 
 
 def error_response(err: ArtifactsError) -> JSONResponse:
-    return failure(err.status, err.numeric_code, err.message, headers=getattr(err, "headers", None))
+    return failure(err.status, err.numeric_code, err.message, headers=err.headers)
 
 
 def no_content() -> Response:

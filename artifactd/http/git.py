@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from artifactd.gitserver.engine import git_env, valid_git_protocol
 from artifactd.http.gitauth import parse_authorization
 from artifactd.services import Core
+from artifactd.services.ratelimit import GIT
 from artifactd.services.tokens import GitAccess
 
 log = logging.getLogger("artifactd.git")
@@ -39,12 +40,27 @@ PATH_RE = re.compile(
 )
 SERVICES = ("git-upload-pack", "git-receive-pack")
 CHUNK = 64 * 1024
+#: What git says when the fault is the server's (storage, memory, permissions), not the
+#: request's. A git that exits with an error before answering and says none of these
+#: refused what the client sent (a malformed pkt-line stream): 400, not 500.
+SERVER_FAULT_RE = re.compile(
+    r"not a git repository|No space left|Permission denied|Read-only file system|out of memory|"
+    r"[Cc]annot allocate|corrupt|unable to (read|write|create|open|access)|could not (read|write|open|create)|"
+    r"Input/output error|Too many open files|[Ss]egmentation|[Ii]nternal error|BUG:"
+)
+#: Aborts of C git (``BUG()``) that a request body can trigger: still the client's fault.
+#: git 2.39 aborts on a response-end packet (``0002``) in a protocol v2 request.
+INPUT_BUG_RE = re.compile(r"BUG: serve\.c:\d+: unexpected response end packet")
+#: Room for the ref-update commands in front of the pack of a push.
+PUSH_COMMANDS_ALLOWANCE = 16 * 1024 * 1024
 NO_CACHE = [
     (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
     (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
     (b"pragma", b"no-cache"),
 ]
 CHALLENGE = (b"www-authenticate", b'Basic realm="artifacts"')
+#: On replies sent before the request body was read to its end.
+CLOSE = (b"connection", b"close")
 
 
 class BodyTooLarge(Exception):
@@ -52,6 +68,14 @@ class BodyTooLarge(Exception):
 
 
 class ClientGone(Exception):
+    pass
+
+
+class ClientStalled(Exception):
+    pass
+
+
+class BadBody(Exception):
     pass
 
 
@@ -125,6 +149,11 @@ class GitHTTP:
         access = await self._authorize(send, headers.get(b"authorization"), account, m.group("ns"),
                                        m.group("repo"), service)
         if access is None:
+            return
+        decision = await run_in_threadpool(self.core.rate_limits.hit, GIT, access.repo_id)
+        if not decision.allowed:
+            await send_text(send, 429, f"Rate limit exceeded for this repository; retry after "
+                            f"{decision.retry_after} s", [(b"retry-after", str(decision.retry_after).encode())])
             return
         path = self.core.storage.path(access.storage_path)
         if not path.is_dir():
@@ -200,7 +229,8 @@ class GitHTTP:
         if encoding not in ("", "identity", "gzip", "x-gzip"):
             await send_text(send, 415, f"Unsupported Content-Encoding: {encoding[:40]}")
             return
-        limit = self.settings.max_push_bytes if service == "git-receive-pack" else self.settings.max_inflated_request_bytes
+        gzipped = encoding in ("gzip", "x-gzip")
+        limit = self.request_limit(service, gzipped)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
@@ -208,20 +238,36 @@ class GitHTTP:
 
         push_log: Path | None = None
         if service == "git-receive-pack":
-            fd, name = tempfile.mkstemp(prefix="push-", dir=self._tmp)
+            # Named for the repo, so that start-up recovery can finish the metadata of a
+            # push whose server died between the ref update and record_push.
+            fd, name = tempfile.mkstemp(prefix=f"push-{access.repo_id}-", dir=self._tmp)
             os.close(fd)
             push_log = Path(name)
-            env = {**env, "ARTIFACTD_PUSH_LOG": str(push_log)}
+            env = {**env, "ARTIFACTD_PUSH_LOG": str(push_log),
+                   "ARTIFACTD_MAX_FILE_BYTES": str(self.settings.max_file_bytes),
+                   "ARTIFACTD_MAX_REPO_BYTES": str(self.settings.max_repo_bytes)}
 
         try:
             async with self.slots:
-                await self._pump(receive, send, service, path, env, encoding in ("gzip", "x-gzip"), limit)
+                await self._pump(receive, send, service, path, env, gzipped, limit)
             if push_log is not None and push_log.stat().st_size > 0:
                 await run_in_threadpool(self.core.repos.record_push, access.repo_id)
         finally:
             if push_log is not None:
                 with contextlib.suppress(FileNotFoundError):
                     push_log.unlink()
+
+    def request_limit(self, service: str, gzipped: bool) -> int:
+        """The largest request body of a service, counted after gzip inflation.
+
+        For a push this is a little above ``max_push_bytes`` so that git's own
+        ``receive.maxInputSize`` refuses an oversized pack first, in-band."""
+        s = self.settings
+        if service == "git-receive-pack":
+            limit = s.max_push_bytes + PUSH_COMMANDS_ALLOWANCE
+        else:
+            limit = s.max_negotiation_bytes
+        return min(limit, s.max_inflated_request_bytes) if gzipped else limit
 
     async def _pump(self, receive: Receive, send: Send, service: str, path: Path, env: dict[str, str],
                     gzipped: bool, limit: int) -> None:
@@ -238,41 +284,55 @@ class GitHTTP:
                 stderr_tail.extend(chunk)
                 del stderr_tail[:-4096]
 
+        idle = self.settings.body_idle_timeout_seconds or None
+
         async def feed() -> None:
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
-            total = 0
-            stdin_open = True
+            total = 0  # bytes handed to git (inflated)
+            raw = 0  # bytes received
             while True:
-                message = await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), idle)
+                except asyncio.TimeoutError:
+                    raise ClientStalled from None
                 if message["type"] == "http.disconnect":
                     raise ClientGone
                 data = message.get("body", b"")
+                raw += len(data)
+                if raw > limit:
+                    raise BodyTooLarge
                 pieces = [data]
                 if inflater is not None and data:
+                    if inflater.eof:
+                        raise BadBody  # bytes after the end of the gzip stream
                     pieces = []
                     buf = data
                     while buf:
                         out = inflater.decompress(buf, CHUNK)
                         pieces.append(out)
                         buf = inflater.unconsumed_tail
-                        total_here = sum(map(len, pieces))
-                        if total + total_here > limit:
+                        if total + sum(map(len, pieces)) > limit:
                             raise BodyTooLarge
+                    if inflater.unused_data:
+                        raise BadBody
                 for piece in pieces:
                     total += len(piece)
                     if total > limit:
                         raise BodyTooLarge
-                    if piece and stdin_open:
+                    if piece:
                         try:
                             proc.stdin.write(piece)  # type: ignore[union-attr]
                             await proc.stdin.drain()  # type: ignore[union-attr]
                         except (BrokenPipeError, ConnectionResetError):
-                            stdin_open = False  # git stopped reading; its reply says why
+                            # git stopped reading (e.g. receive.maxInputSize); its reply
+                            # says why. The rest of the body is not read.
+                            return
                 if not message.get("more_body", False):
                     break
-            if stdin_open:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    proc.stdin.close()  # type: ignore[union-attr]
+            if inflater is not None and not inflater.eof:
+                raise BadBody  # truncated gzip stream
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.close()  # type: ignore[union-attr]
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -308,11 +368,20 @@ class GitHTTP:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             code = await proc.wait()
             await stderr_task
+            stderr_text = stderr_tail.decode(errors="replace")
+            client_fault = ((code > 0 and not SERVER_FAULT_RE.search(stderr_text))
+                            or bool(INPUT_BUG_RE.search(stderr_text)))
             if code != 0:
-                log.warning("%s exited %s: %s", service, code, stderr_tail.decode(errors="replace").strip()[-1000:])
+                log.log(logging.INFO if client_fault else logging.WARNING, "%s exited %s: %s", service, code,
+                        stderr_text.strip()[-1000:])
             if not started:
                 if code != 0:
-                    await send_text(send, 500, f"{service} failed")
+                    if client_fault:
+                        # git refused what the client sent (a malformed pkt-line stream).
+                        await send_text(send, 400, "Invalid Git request: the request body is not a valid "
+                                        f"{service} request")
+                    else:
+                        await send_text(send, 500, f"{service} failed")
                     return
                 await send({"type": "http.response.start", "status": 200, "headers": [
                     (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
@@ -320,10 +389,14 @@ class GitHTTP:
         except BodyTooLarge:
             _kill(proc)
             if not started:
-                await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
+                await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes", [CLOSE])
         except ClientGone:
             _kill(proc)
-        except zlib.error:
+        except ClientStalled:
+            _kill(proc)
+            if not started:
+                await send_text(send, 408, "Request body stalled; closing the connection", [CLOSE])
+        except (zlib.error, BadBody):
             _kill(proc)
             if not started:
                 await send_text(send, 400, "Request body is not valid gzip")

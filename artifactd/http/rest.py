@@ -106,7 +106,7 @@ async def list_repos(account_id: str, namespace: str, request: Request, who: Pri
     def run():
         rows, cursor, total = core.repos.list(
             account_id, namespace, limit=limit, cursor=q.get("cursor") or None, search=q.get("search") or None,
-            sort=q.get("sort") or "created_at", direction=q.get("direction") or "desc", page=page,
+            sort=q.get("sort", "created_at"), direction=q.get("direction", "desc"), page=page,
         )
         return [core.repos.to_dict(r) for r in rows], cursor, total
 
@@ -160,7 +160,7 @@ async def list_tokens(account_id: str, namespace: str, name: str, request: Reque
     per_page = query_int(request, "per_page", 30)
     items, info = await run_in_threadpool(
         lambda: core_of(request).tokens.list(
-            account_id, namespace, name, state=request.query_params.get("state") or "active",
+            account_id, namespace, name, state=request.query_params.get("state", "active"),
             page=page, per_page=per_page,
         )
     )

@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -14,6 +15,9 @@ from artifactd.config import Settings
 from artifactd.gitserver.storage import GitStorage
 from artifactd.store.db import Database
 from artifactd.store.models import Account
+
+if TYPE_CHECKING:
+    from artifactd.services.recovery import Leases
 
 log = logging.getLogger("artifactd")
 
@@ -32,6 +36,7 @@ class Core:
         from artifactd.services.audit import AuditService
         from artifactd.services.namespaces import NamespaceService
         from artifactd.services.oauth import OAuthService
+        from artifactd.services.ratelimit import RateLimiter
         from artifactd.services.repos import RepoService
         from artifactd.services.throttle import Throttle
         from artifactd.services.tokens import RepoTokenService
@@ -51,12 +56,31 @@ class Core:
         self.oauth = OAuthService(self)
         self.audit = AuditService(self)
         self.throttle = Throttle(self)
+        self.rate_limits = RateLimiter(self)
+        self.leases: Leases | None = None
 
     def start(self) -> Bootstrap:
-        """Migrate, prepare storage, and create the first account on an empty store."""
+        """Migrate, prepare storage, recover from a crash, and create the first account
+        on an empty store."""
         self.db.migrate()
         self.storage.prepare()
+        self.recover()
         return self.bootstrap()
+
+    def register(self) -> None:
+        """Announce this serving process (see :mod:`artifactd.services.recovery`)."""
+        from artifactd.services.recovery import Leases
+
+        if self.leases is None:
+            self.leases = Leases(self)
+            self.leases.register()
+
+    def recover(self):
+        from artifactd.services.recovery import Recovery
+
+        self.register()
+        assert self.leases is not None
+        return Recovery(self, self.leases).run()
 
     def bootstrap(self) -> Bootstrap:
         path = self.settings.data_dir / "bootstrap.json"
@@ -75,6 +99,10 @@ class Core:
         return Bootstrap(account_id=account_id, api_token=token, admin_email=email, admin_password=password)
 
     def close(self) -> None:
+        if self.leases is not None:
+            self.leases.close()
+            self.leases = None
+        self.rate_limits.close()
         self.db.dispose()
 
 

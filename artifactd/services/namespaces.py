@@ -101,7 +101,7 @@ class NamespaceService:
             q = q.offset((page - 1) * limit)
         elif cursor:
             after = decode_cursor(cursor).get("id")
-            if not isinstance(after, int):
+            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= validation.MAX_INT32:
                 raise invalid("Invalid cursor.")
             q = q.where(Namespace.id > after)
         with self.core.db.session() as s:

@@ -182,6 +182,8 @@ class RepoService:
         if page is not None:
             page = validation.integer(page, "page", 1, 1_000_000)
             with_total = True
+        if search:
+            validation.text(search, "search")
 
         key = {
             "created_at": Repo.created_at,
@@ -193,14 +195,17 @@ class RepoService:
         if cursor and page is None:
             c = decode_cursor(cursor)
             value, last_id = c.get("v"), c.get("i")
-            if not isinstance(last_id, str) or c.get("s") != sort or c.get("d") != direction:
+            if (not isinstance(last_id, str) or not validation.TOKEN_ID_RE.match(last_id)
+                    or c.get("s") != sort or c.get("d") != direction):
                 raise invalid("Invalid cursor.")
             if sort != "name":
                 try:
                     value = dt.datetime.fromisoformat(value)
                 except (TypeError, ValueError):
                     raise invalid("Invalid cursor.") from None
-            elif not isinstance(value, str):
+                if value.tzinfo is None:  # compared with an aware column: a 500 otherwise
+                    raise invalid("Invalid cursor.")
+            elif not isinstance(value, str) or "\x00" in value:
                 raise invalid("Invalid cursor.")
             if direction == "desc":
                 after = or_(key < value, and_(key == value, Repo.id < last_id))
@@ -255,13 +260,14 @@ class RepoService:
 
     # -- git side effects -----------------------------------------------------------
 
-    def record_push(self, repo_id: str) -> None:
+    def record_push(self, repo_id: str, at: dt.datetime | None = None) -> None:
         with self.core.db.session() as s:
             repo = s.get(Repo, repo_id)
             if repo is not None:
-                now = utcnow()
-                repo.last_push_at = now
-                repo.updated_at = now
+                now = at or utcnow()
+                if repo.last_push_at is None or repo.last_push_at < now:
+                    repo.last_push_at = now
+                    repo.updated_at = now
 
     # -- presentation ---------------------------------------------------------------
 

@@ -130,3 +130,4 @@ __all__ = ["Base", "Account", "ApiToken", "Namespace", "Repo", "RepoToken"]
 
 from artifactd.store import models_identity  # noqa: E402,F401  (identity tables)
 from artifactd.store import models_jobs as _models_jobs  # noqa: E402,F401  (issue 3: fork/import jobs)
+from artifactd.store import models_hardening  # noqa: E402,F401  (rate limits, server leases)
