@@ -136,7 +136,7 @@ def create_rate(srv, n: int, concurrency: int = 4, namespace: str = "load", warm
         return lambda i: ("POST", path, json.dumps({"name": f"{prefix}-{run}-{i}"}).encode())
 
     load(srv.base_url, srv.api_token, make("warm"), warmup, concurrency, expect=201)
-    return load(srv.base_url, srv.api_token, make("c"), n, concurrency, expect=201).summary()
+    return _with_cpu(srv, lambda: load(srv.base_url, srv.api_token, make("c"), n, concurrency, expect=201))
 
 
 def mint_rate(srv, n: int, concurrency: int = 4, namespace: str = "load", warmup: int = 50) -> dict[str, Any]:
@@ -147,7 +147,18 @@ def mint_rate(srv, n: int, concurrency: int = 4, namespace: str = "load", warmup
     body = json.dumps({"repo": repo, "scope": "read", "ttl": 3600}).encode()
     make = lambda i: ("POST", path, body)  # noqa: E731
     load(srv.base_url, srv.api_token, make, warmup, concurrency, expect=201)
-    return load(srv.base_url, srv.api_token, make, n, concurrency, expect=201).summary()
+    return _with_cpu(srv, lambda: load(srv.base_url, srv.api_token, make, n, concurrency, expect=201))
+
+
+def _with_cpu(srv, fn: Callable[[], LoadResult]) -> dict[str, Any]:
+    """``fn()``'s summary plus the server's CPU per request (all its processes): on a
+    shared machine this moves far less than the rate, and bounds the rate a core allows."""
+    from bench.measure import tree_cpu_seconds
+
+    cpu0 = tree_cpu_seconds([srv.proc.pid])
+    res = fn()
+    cpu = tree_cpu_seconds([srv.proc.pid]) - cpu0
+    return {**res.summary(), "server_cpu_ms_per_request": round(cpu / res.requests * 1000, 2)}
 
 
 # -- scale: 100 vs 100,000 repos in one namespace ---------------------------------------

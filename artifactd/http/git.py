@@ -39,6 +39,9 @@ PATH_RE = re.compile(
 )
 SERVICES = ("git-upload-pack", "git-receive-pack")
 CHUNK = 64 * 1024
+#: Largest read from git's stdout: bigger sends, fewer loop turns for a large pack; at
+#: most 2x this waits in memory per request before git is paused (stream limit).
+READ = 256 * 1024
 NO_CACHE = [
     (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
     (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
@@ -76,6 +79,8 @@ class GitHTTP:
         self._host_re = self._compile_host_template(self.settings.git_host_template)
         self._tmp = self.settings.data_dir / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        #: Protocol v2 capability advertisements, by (Git-Protocol, the repo's config file).
+        self._v2_caps: dict[tuple[str, bytes], bytes] = {}
 
     @staticmethod
     def _compile_host_template(template: str) -> re.Pattern[str] | None:
@@ -171,6 +176,22 @@ class GitHTTP:
         return access
 
     async def _advertise(self, send: Send, service: str, path: Path, env: dict[str, str], proto: str | None) -> None:
+        v2 = service == "git-upload-pack" and bool(proto) and "version=2" in proto  # type: ignore[operator]
+        # Under protocol v2 the discovery reply lists no refs, only capabilities, which
+        # depend on nothing but the git binary, the server's config (fixed for this
+        # process), the Git-Protocol value and the repo's own config file (object format,
+        # upload-pack settings). So it is computed once per distinct pair: every v2
+        # clone, fetch and ls-remote then runs git once less (bench/README.md).
+        key = None
+        if v2:
+            try:
+                key = (proto or "", (path / "config").read_bytes())
+            except OSError:
+                key = None
+            cached = self._v2_caps.get(key) if key is not None else None
+            if cached is not None:
+                await self._send_advertisement(send, service, cached)
+                return
         args = [self.settings.git_binary, service[4:], "--stateless-rpc", "--http-backend-info-refs", str(path)]
         async with self.slots:
             proc = await asyncio.create_subprocess_exec(
@@ -183,9 +204,17 @@ class GitHTTP:
             await send_text(send, 500, "Repository unavailable")
             return
         body = out
-        if not (service == "git-upload-pack" and proto and "version=2" in proto):
+        if key is not None:
+            if len(self._v2_caps) >= 64:  # distinct repo configs are few; stay bounded anyway
+                self._v2_caps.clear()
+            self._v2_caps[key] = body
+        if not v2:
             line = f"# service={service}\n".encode()
             body = f"{len(line) + 4:04x}".encode() + line + b"0000" + out
+        await self._send_advertisement(send, service, body)
+
+    @staticmethod
+    async def _send_advertisement(send: Send, service: str, body: bytes) -> None:
         headers = [
             (b"content-type", f"application/x-{service}-advertisement".encode()),
             (b"content-length", str(len(body)).encode()),
@@ -228,7 +257,7 @@ class GitHTTP:
         proc = await asyncio.create_subprocess_exec(
             self.settings.git_binary, service[4:], "--stateless-rpc", str(path),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True, limit=CHUNK,
+            env=env, start_new_session=True, limit=READ,
         )
         assert proc.stdin and proc.stdout and proc.stderr
         stderr_tail = bytearray()
@@ -279,26 +308,31 @@ class GitHTTP:
                 pass
             raise ClientGone
 
+        def stop_on_disconnect(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                _kill(proc)  # git's stdout then ends, and the loop below sees why
+
         stderr_task = asyncio.create_task(drain_stderr())
         feed_task = asyncio.create_task(feed())
         watcher: asyncio.Task | None = None
         started = False
         try:
             while True:
-                read = asyncio.create_task(proc.stdout.read(CHUNK))
-                waiting = {read, feed_task} if not feed_task.done() else {read}
-                if watcher is not None:
-                    waiting.add(watcher)
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if feed_task in done:
-                    feed_task.result()  # re-raise BodyTooLarge / ClientGone
-                    watcher = asyncio.create_task(watch_disconnect())
-                if watcher is not None and watcher in done:
-                    watcher.result()
-                if read not in done:
+                if not feed_task.done():
+                    # While the request body streams in, wait for either side.
+                    read = asyncio.create_task(proc.stdout.read(READ))
+                    done, _ = await asyncio.wait({read, feed_task}, return_when=asyncio.FIRST_COMPLETED)
+                    if feed_task in done:
+                        feed_task.result()  # re-raise BodyTooLarge / ClientGone
+                        watcher = asyncio.create_task(watch_disconnect())
+                        watcher.add_done_callback(stop_on_disconnect)
                     chunk = await read
                 else:
-                    chunk = read.result()
+                    # The body is in: read straight from git (no task per chunk), a
+                    # disconnect kills git through the watcher's callback.
+                    chunk = await proc.stdout.read(READ)
+                if watcher is not None and watcher.done():
+                    watcher.result()  # ClientGone
                 if not chunk:
                     break
                 if not started:
