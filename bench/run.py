@@ -176,25 +176,28 @@ def _repo_stats(repo: Path) -> dict[str, Any]:
 
 
 def section_git(args: argparse.Namespace, source: Path, work: Path) -> dict[str, Any]:
-    from bench.scenarios import git_scenarios
+    """All systems up at once, taking turns run by run (bench.scenarios)."""
+    import contextlib
+
+    from bench.scenarios import git_scenarios_interleaved
 
     out: dict[str, Any] = {}
-    for name in args.systems:
-        log(f"== git: {name}")
-        server: GitServer = SYSTEMS[name](work / f"git-{name}")
-        try:
-            with server:
+    servers: dict[str, GitServer] = {}
+    with contextlib.ExitStack() as stack:
+        for name in args.systems:
+            try:
+                server = stack.enter_context(SYSTEMS[name](work / f"git-{name}"))
                 t0 = time.monotonic()
                 server.add_repo("repo.git", source)
                 log(f"[{name}] serving at {server.base_url or 'file://'} (repo added in {time.monotonic() - t0:.1f} s)")
-                out[name] = git_scenarios(server, source, runs=args.runs, ls_calls=args.ls_remote_calls,
-                                          concurrent=args.concurrent, log=log)
-        except Exception as e:  # one broken system must not lose the others' numbers
-            log(f"[{name}] FAILED: {e}\n{traceback.format_exc()}")
-            out[name] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
-        finally:
-            shutil.rmtree(work / f"git-{name}", ignore_errors=True)
-    return out
+                servers[name] = server
+            except Exception as e:  # one broken system must not lose the others' numbers
+                log(f"[{name}] FAILED to start: {e}\n{traceback.format_exc()}")
+                out[name] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+        log(f"== git: {', '.join(servers)} taking turns")
+        res = git_scenarios_interleaved(servers, source, runs=args.runs, ls_calls=args.ls_remote_calls,
+                                        concurrent=args.concurrent, log=log)
+    return {name: out.get(name) or res.get(name, {}) for name in args.systems}
 
 
 def section_rest(args: argparse.Namespace, work: Path) -> dict[str, Any]:

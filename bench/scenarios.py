@@ -1,6 +1,6 @@
 """The Git scenarios of the benchmark (bench/run.py), the same commands against every server.
 
-    results = git_scenarios(server, source, runs=3, ls_calls=200, concurrent=16)
+    results = git_scenarios_interleaved({"nginx": srv1, "artifactd": srv2}, source, runs=3)
 
 Scenarios (every clone is ``--bare``; the repo is served as ``repo.git``):
 
@@ -12,10 +12,11 @@ Scenarios (every clone is ``--bare``; the repo is served as ``repo.git``):
 * ``concurrent_clones`` -- N full clones started together: wall time until the last one
   ends, failures, and the peak resident memory of the server's own processes (every
   process of the server's tree except git's: nginx + fcgiwrap, dulwich's Python, or
-  artifactd's Python), as PSS sampled every 20 ms, next to its value before the clones.
+  artifactd's Python; see ``OwnRSS``), as PSS sampled every 20 ms, next to its value before.
 
-Every scenario records ``error`` instead of raising, so one server's failure does not
-stop the run.
+The servers take turns run by run, in a rotating order, so outside load (a shared
+machine) falls on all of them alike. Every scenario records ``error`` instead of
+raising, so one server's failure does not stop the run.
 """
 
 from __future__ import annotations
@@ -76,19 +77,23 @@ def pss_bytes(pid: int) -> int:
 
 class OwnRSS(PeakRSS):
     """``PeakRSS`` that also tracks the server's *own* memory: the PSS summed over its
-    process tree, git's processes left out (git's children do the packing; their memory
-    is the same whichever server runs them).
+    long-lived processes -- those of its tree that are not git and already ran when the
+    sampling started (nginx master and workers + fcgiwrap; dulwich's Python; artifactd's
+    Python and its workers). git's processes do the packing; their memory is the same
+    whichever server runs them, and is in ``report.peak_bytes`` (whole tree, RSS).
 
-    PSS, not RSS: a child between fork and exec is a copy of its parent that shares all
-    its pages; summing RSS would count the server twice for that instant.
+    Not counted: a child between fork (or vfork) and exec. It is a copy of its parent,
+    or shares its parent's memory outright with vfork, and /proc shows it with all of
+    its parent's memory: summing it would count the server twice for that instant.
     """
 
     def __init__(self, pids, interval: float = 0.02) -> None:
         super().__init__(pids, interval)
         self.own_peak = 0
+        self.own_pids = {p for p in process_tree(self.roots) if not is_git_process(p)}
 
     def own_now(self) -> int:
-        return sum(pss_bytes(p) for p in process_tree(self.roots) if not is_git_process(p))
+        return sum(pss_bytes(p) for p in self.own_pids)
 
     def sample(self) -> None:
         super().sample()
@@ -168,58 +173,142 @@ def concurrent_clones(server: GitServer, url: str, n: int, timeout: float = 1800
         shutil.rmtree(work, ignore_errors=True)
 
 
-def git_scenarios(server: GitServer, source: Path, *, runs: int = 3, ls_calls: int = 200, concurrent: int = 16,
-                  fetch_behind: int = 10, scenarios: tuple[str, ...] = SCENARIOS,
-                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
-    """Every scenario against ``server`` (which already serves ``source`` as ``repo.git``)."""
-    url = server.url("repo.git")
-    cfg = server.git_config  # the live list: artifactd adds a header per repo it creates
+def _single(fn: Callable[[], Any], before: Callable[[], Any] | None = None) -> tuple[float, float]:
+    """(wall, client CPU) of one call of ``fn`` (``before`` untimed)."""
+    timing = time_call(fn, 1, before_each=before)
+    return timing.samples[0], timing.cpu_samples[0]
+
+
+class _Scenario:
+    """One system's runs of one scenario; records the first error and stops that system."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.cpu: list[float] = []
+        self.error: str | None = None
+
+    def run(self, fn: Callable[[], tuple[float, float]] | Callable[[], Latency]) -> None:
+        if self.error is not None:
+            return
+        try:
+            r = fn()
+        except GitError as e:
+            self.error = summarize_error(e.stderr, e.code)
+            return
+        if isinstance(r, Latency):
+            self.samples += r.samples
+            self.cpu += r.cpu_samples
+        else:
+            self.samples.append(r[0])
+            self.cpu.append(r[1])
+
+    def result(self, latency: bool = False) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
+        if latency:
+            return _timing(Latency(self.samples, self.cpu))
+        return _timing(Timing(self.samples, self.cpu))
+
+
+def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, runs: int = 3, ls_calls: int = 200,
+                              concurrent: int = 16, fetch_behind: int = 10, scenarios: tuple[str, ...] = SCENARIOS,
+                              log: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every scenario against every server (each already serving ``source`` as ``repo.git``),
+    the servers taking turns run by run (in a rotating order), so that load from outside
+    the benchmark -- the machine may be shared -- falls on all of them alike."""
+    names = list(servers)
     work = Path(tempfile.mkdtemp(prefix="bench-git-"))
-    pushes = [0]
+    out: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
+    counter = [0]
 
-    def push() -> Timing:
-        target: list[str] = []
+    def order(i: int) -> list[str]:
+        k = i % len(names)
+        return names[k:] + names[:k]
 
-        def fresh() -> None:
-            pushes[0] += 1
-            target[:] = [new_empty_repo(server, f"push-{pushes[0]}.git")]
+    def clone_fn(server: GitServer, args: list[str]) -> Callable[[], tuple[float, float]]:
+        def go() -> tuple[float, float]:
+            dest = work / f"clone-{counter[0]}"
+            counter[0] += 1
+            try:
+                return _single(lambda: git(["clone", "-q", *args, server.url("repo.git"), str(dest)],
+                                           config=server.git_config))
+            finally:
+                shutil.rmtree(dest, ignore_errors=True)
+        return go
 
-        return time_call(lambda: git(["push", "-q", "--mirror", target[0]], cwd=source, config=cfg, timeout=3600),
-                         runs, before_each=fresh)
-
-    def fetch() -> Timing:
+    def fetch_fn(server: GitServer) -> Callable[[], tuple[float, float]]:
         dest = work / "fetch-client.git"
 
         def reset() -> None:
             shutil.rmtree(dest, ignore_errors=True)
             fetch_client(source, dest, fetch_behind)
 
-        return time_call(lambda: git(["fetch", "-q", url, "+refs/heads/main:refs/heads/main"], cwd=dest,
-                                     config=cfg), runs, before_each=reset)
+        return lambda: _single(lambda: git(["fetch", "-q", server.url("repo.git"), "+refs/heads/main:refs/heads/main"],
+                                           cwd=dest, config=server.git_config), reset)
 
-    table: dict[str, Callable[[], dict[str, Any]]] = {
-        "clone_full": lambda: _run(server, lambda: time_clone(url, runs, config=cfg)),
-        "clone_depth1": lambda: _run(server, lambda: time_clone(url, runs, args=["--bare", "--depth", "1"],
-                                                                config=cfg)),
-        "clone_blobless": lambda: _run(server, lambda: time_clone(url, runs, args=["--bare", "--filter=blob:none"],
-                                                                  config=cfg)),
-        "fetch_10": lambda: _run(server, fetch),
-        "ls_remote": lambda: _run(server, lambda: ls_remote_latency(url, ls_calls, config=cfg)),
-        "concurrent_clones": lambda: concurrent_clones(server, url, concurrent),
-        # last: it adds repos to the server (never touches repo.git)
-        "push_full": lambda: _run(server, push),
+    def push_fn(server: GitServer) -> Callable[[], tuple[float, float]]:
+        target: list[str] = []
+
+        def fresh() -> None:
+            counter[0] += 1
+            target[:] = [new_empty_repo(server, f"push-{counter[0]}.git")]
+
+        return lambda: _single(lambda: git(["push", "-q", "--mirror", target[0]], cwd=source,
+                                           config=server.git_config, timeout=3600), fresh)
+
+    timed = {
+        "clone_full": lambda s: clone_fn(s, ["--bare"]),
+        "clone_depth1": lambda s: clone_fn(s, ["--bare", "--depth", "1"]),
+        "clone_blobless": lambda s: clone_fn(s, ["--bare", "--filter=blob:none"]),
+        "fetch_10": fetch_fn,
     }
-    results: dict[str, dict[str, Any]] = {}
     try:
-        for name, fn in table.items():
-            if name not in scenarios:
+        for scen, make in timed.items():
+            if scen not in scenarios:
                 continue
             t0 = time.monotonic()
-            results[name] = fn()
-            log(f"[{server.name}] {name:<18} {_short(results[name])}  ({time.monotonic() - t0:.0f} s)")
+            state = {n: _Scenario() for n in names}
+            for i in range(runs):
+                for n in order(i):
+                    state[n].run(make(servers[n]))
+            for n in names:
+                out[n][scen] = state[n].result()
+                log(f"[{n}] {scen:<18} {_short(out[n][scen])}")
+            log(f"  ({scen}: {time.monotonic() - t0:.0f} s)")
+        if "ls_remote" in scenarios:
+            state = {n: _Scenario() for n in names}
+            block = max(1, min(10, ls_calls))
+            rounds = -(-ls_calls // block)
+            for i in range(rounds):
+                for n in order(i):
+                    s = servers[n]
+                    state[n].run(lambda: ls_remote_latency(s.url("repo.git"), block, config=s.git_config))
+            for n in names:
+                out[n]["ls_remote"] = state[n].result(latency=True)
+                log(f"[{n}] {'ls_remote':<18} {_short(out[n]['ls_remote'])}")
+        if "concurrent_clones" in scenarios:
+            for n in names:
+                s = servers[n]
+                # warm the server at this concurrency without pack data (threads, pools)
+                warm = [threading.Thread(target=lambda: git(["ls-remote", s.url("repo.git")], config=s.git_config,
+                                                            check=False)) for _ in range(concurrent)]
+                for t in warm:
+                    t.start()
+                for t in warm:
+                    t.join()
+                out[n]["concurrent_clones"] = concurrent_clones(s, s.url("repo.git"), concurrent)
+                log(f"[{n}] {'concurrent_clones':<18} {_short(out[n]['concurrent_clones'])}")
+        if "push_full" in scenarios:  # last: it adds repos to the servers (never touches repo.git)
+            state = {n: _Scenario() for n in names}
+            for i in range(runs):
+                for n in order(i):
+                    state[n].run(push_fn(servers[n]))
+            for n in names:
+                out[n]["push_full"] = state[n].result()
+                log(f"[{n}] {'push_full':<18} {_short(out[n]['push_full'])}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return results
+    return out
 
 
 def _short(r: dict[str, Any]) -> str:
