@@ -26,7 +26,7 @@ from bench.measure import git
 def source_repo(cache: Path, size_mb: int, log: Callable[[str], None] = print) -> Path:
     """The generated repo of ~``size_mb`` MiB (cached under ``cache``)."""
     objects = SIZES.get(size_mb, max(300, size_mb * 1500))
-    src = cache / f"genrepo-{objects}obj-{size_mb}mb-seed1.git"
+    src = cache / f"genrepo-{objects}obj-{size_mb:g}mb-seed1.git"  # the name bench.run uses too
     if not (src / "HEAD").exists():
         shutil.rmtree(src, ignore_errors=True)
         log(f"  generating a ~{size_mb} MiB repo ({objects} objects) ...")

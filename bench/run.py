@@ -150,8 +150,8 @@ def source_repo(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
             subprocess.run(["git", "branch", "-f", "main", head], cwd=bare, check=True)
             subprocess.run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], cwd=bare, check=True)
         return bare, {"path": str(src), "given": True, **_repo_stats(bare)}
-    size = args.size_mb
-    name = f"genrepo-{args.objects}obj-{size if size is not None else 'default'}mb-seed1.git"
+    size = args.size_mb if args.size_mb is not None else args.objects * 35 / 50_000
+    name = f"genrepo-{args.objects}obj-{size:g}mb-seed1.git"  # the name bench.forksizes uses too
     src = args.cache / name
     if not (src / "HEAD").exists() or not (src / "packed-refs").exists():
         shutil.rmtree(src, ignore_errors=True)
