@@ -60,11 +60,8 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
                        "choose your own at the first sign-in)")
     click.echo(f"artifactd {__version__} serving on {settings.resolved_public_url()} "
                f"(account {boot.account_id}, data in {settings.data_dir})", err=True)
-    # The stock asyncio loop, not uvloop: every Git request spawns git, and uvloop's
-    # subprocess spawn took ~11-15 ms against ~1-3 ms for asyncio's (vfork) from this
-    # process (bench/README.md, "what each optimisation bought").
     common = dict(host=host, port=port, log_level=log_level.lower(), proxy_headers=False,
-                  timeout_keep_alive=30, server_header=False, loop="asyncio")
+                  timeout_keep_alive=30, server_header=False)
     if tls_cert:
         common.update(ssl_certfile=tls_cert, ssl_keyfile=tls_key)
     if workers > 1:

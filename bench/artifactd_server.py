@@ -128,7 +128,7 @@ class ArtifactdServer(GitServer):
 
     def maintenance(self, name: str) -> None:
         """``artifactd maintenance`` on one repo (repack into the steady state)."""
-        env = {**os.environ}
+        env = {**os.environ, **self.extra_env}
         if self.database_url():
             env["ARTIFACTD_DATABASE_URL"] = self.database_url()
         subprocess.run([_python(), "-m", "artifactd", "maintenance", "--quiet", "--data-dir", str(self.data_dir),
@@ -153,6 +153,19 @@ class ArtifactdPostgres(ArtifactdServer):
     def _start(self) -> None:
         self._url = self._stack.enter_context(temporary_database(self.admin_url))
         super()._start()
+
+
+class ArtifactdFromSource(ArtifactdServer):
+    """artifactd (SQLite) run from another source tree, e.g. a checkout of an older
+    commit (``bench/run --compare-src DIR``): before/after numbers in one run."""
+
+    name = "artifactd-base"
+    source_dir = ""
+
+    def __init__(self, root: str | os.PathLike[str], workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        if not self.source_dir:
+            raise ValueError("ArtifactdFromSource.source_dir is not set")
+        super().__init__(root, workers, {"PYTHONPATH": self.source_dir, **(extra_env or {})})
 
 
 class ArtifactdWorkers2(ArtifactdServer):

@@ -24,6 +24,7 @@ GIT_ROWS = [  # (scenario, metric, label)
 SYSTEM_LABELS = {
     "file": "git clone file://", "nginx": "git http-backend (nginx+fcgiwrap)", "dulwich": "dulwich web",
     "artifactd": "artifactd (SQLite)", "artifactd-pg": "artifactd (PostgreSQL)", "artifactd-w2": "artifactd (SQLite, 2 workers)",
+    "artifactd-base": "artifactd before (--compare-src)",
 }
 #: "flat" server memory under 16 concurrent clones: growth of the server's own processes
 FLAT_MEMORY_MIB = 16.0
@@ -186,16 +187,18 @@ def markdown(results: dict) -> str:
     if rest:
         lines += ["", f"## REST ({s.get('rest_requests')} requests over {s.get('rest_concurrency')} keep-alive "
                   "connections; sequential: 1 connection)", "",
-                  "| | creations/s | p50 ms | p99 ms | sequential creations/s | p99 ms | token mints/s | p50 ms | p99 ms |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| | creations/s | p50 ms | p99 ms | server CPU ms/creation | sequential creations/s | p99 ms "
+                  "| token mints/s | p50 ms | p99 ms | server CPU ms/mint |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for x, r in rest.items():
             if "error" in r:
                 lines.append(f"| {SYSTEM_LABELS.get(x, x)} | error: {r['error'][:80]} |")
                 continue
             c, q, t = r["create"], r["create_sequential"], r["mint"]
             lines.append(f"| {SYSTEM_LABELS.get(x, x)} | {c['per_second']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | "
-                         f"{q['per_second']:.0f} | {q['p99_ms']:.1f} | {t['per_second']:.0f} | {t['p50_ms']:.1f} | "
-                         f"{t['p99_ms']:.1f} |")
+                         f"{c.get('server_cpu_ms_per_request', '-')} | {q['per_second']:.0f} | {q['p99_ms']:.1f} | "
+                         f"{t['per_second']:.0f} | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | "
+                         f"{t.get('server_cpu_ms_per_request', '-')} |")
     forks = _get(results, "forks", "artifactd")
     if forks:
         lines += ["", "## Forks (artifactd, SQLite; REST call, all branches)", "",

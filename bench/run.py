@@ -41,7 +41,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.artifactd_server import ArtifactdPostgres, ArtifactdServer, ArtifactdWorkers2  # noqa: E402
+from bench.artifactd_server import (  # noqa: E402
+    ArtifactdFromSource,
+    ArtifactdPostgres,
+    ArtifactdServer,
+    ArtifactdWorkers2,
+)
 from bench.baselines import DulwichWeb, FileURL, GitServer, NginxHttpBackend  # noqa: E402
 from bench.genrepo import generate  # noqa: E402
 
@@ -52,10 +57,12 @@ SYSTEMS: dict[str, Any] = {
     "artifactd": ArtifactdServer,
     "artifactd-pg": ArtifactdPostgres,
     "artifactd-w2": ArtifactdWorkers2,
+    "artifactd-base": ArtifactdFromSource,
 }
 DEFAULT_SYSTEMS = "file,nginx,dulwich,artifactd,artifactd-pg"
 #: artifactd flavours measured by the REST and scale sections
-REST_SYSTEMS = {"artifactd": ArtifactdServer, "artifactd-pg": ArtifactdPostgres, "artifactd-w2": ArtifactdWorkers2}
+REST_SYSTEMS = {"artifactd": ArtifactdServer, "artifactd-pg": ArtifactdPostgres, "artifactd-w2": ArtifactdWorkers2,
+                "artifactd-base": ArtifactdFromSource}
 SECTIONS = ("git", "rest", "forks", "scale")
 MIB = 1 << 20
 
@@ -82,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fork-sizes", help="comma list of repo sizes in MiB for forks (default 1,35,350; quick 1)")
     ap.add_argument("--forks", type=int, help="forks per size (default 5; quick 2)")
     ap.add_argument("--scale-repos", type=int, help="repos in the big namespace (default 100000; quick 500)")
+    ap.add_argument("--compare-src", type=Path, help="also measure artifactd (SQLite) run from this source tree "
+                    "(e.g. a worktree of an older commit) as system 'artifactd-base', in git and rest")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder (default bench/results)")
     ap.add_argument("--cache", type=Path, default=HERE / ".cache", help="generated repos are kept here")
     args = ap.parse_args(argv)
@@ -91,13 +100,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ls_remote_calls = args.ls_remote_calls or (10 if q else 200)
     args.concurrent = args.concurrent or (4 if q else 16)
     args.rest_requests = args.rest_requests or (50 if q else 2000)
-    args.rest_systems = args.rest_systems or ("artifactd,artifactd-pg" if q else ",".join(REST_SYSTEMS))
+    args.rest_systems = args.rest_systems or ("artifactd,artifactd-pg" if q else "artifactd,artifactd-pg,artifactd-w2")
     args.fork_sizes = [int(x) for x in (args.fork_sizes or ("1" if q else "1,35,350")).split(",") if x]
     args.forks = args.forks or (2 if q else 5)
     args.scale_repos = args.scale_repos or (500 if q else 100_000)
     args.systems = [s for s in args.systems.split(",") if s]
     args.sections = [s for s in args.sections.split(",") if s]
     args.rest_systems = [s for s in args.rest_systems.split(",") if s]
+    if args.compare_src:
+        ArtifactdFromSource.source_dir = str(args.compare_src.resolve())
+        for lst in (args.systems, args.rest_systems):
+            if "artifactd-base" not in lst:
+                lst.append("artifactd-base")
     for s in args.systems:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r}")
@@ -235,7 +249,7 @@ def section_scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bench.rest_load import scale_latency
 
     out: dict[str, Any] = {}
-    for name in [n for n in args.rest_systems if n != "artifactd-w2"]:
+    for name in [n for n in args.rest_systems if n not in ("artifactd-w2", "artifactd-base")]:
         log(f"== scale: {name}")
         try:
             with REST_SYSTEMS[name](work / f"scale-{name}") as server:
@@ -253,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     results: dict[str, Any] = {
         "command": "bench/run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "compare_src": str(args.compare_src) if args.compare_src else None,
         "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
         "settings": {"runs": args.runs, "ls_remote_calls": args.ls_remote_calls, "concurrent": args.concurrent,
                      "rest_requests": args.rest_requests, "rest_concurrency": args.rest_concurrency,
