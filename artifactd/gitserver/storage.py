@@ -9,8 +9,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import pygit2
-
 from artifactd.config import Settings
 
 log = logging.getLogger("artifactd.storage")
@@ -75,6 +73,26 @@ HOOKS = {
     "pre-receive": PRE_RECEIVE_HOOK,
 }
 
+#: The config ``git init --bare`` writes on Linux.
+BARE_CONFIG = b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
+
+def create_bare_repo(path: Path, default_branch: str) -> None:
+    """An empty bare repository at ``path`` (which must not exist): HEAD, config,
+    objects/, objects/pack/ and refs/ -- what git and libgit2 need to recognise a
+    repository (git creates refs/heads/, refs/tags/ and objects/info/ when it first
+    writes there), and no sample hooks, description or info/exclude. Written with
+    plain syscalls: it dominated a repo creation, and pygit2's init took ~9 ms against
+    ~1 ms here; each mkdir costs ~0.1-0.3 ms on a busy disk (bench/README.md).
+    ``default_branch`` is already validated."""
+    os.mkdir(path)
+    for sub in ("objects", "objects/pack", "refs"):
+        os.mkdir(os.path.join(path, sub))
+    for name, data in (("config", BARE_CONFIG), ("HEAD", f"ref: refs/heads/{default_branch}\n".encode())):
+        fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
 class GitStorage:
     def __init__(self, settings: Settings):
@@ -109,8 +127,11 @@ class GitStorage:
         """Create an empty bare repository whose HEAD names the default branch."""
         rel = self.relative_path_for(repo_id)
         path = self.path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pygit2.init_repository(str(path), bare=True, initial_head=default_branch)
+        try:
+            create_bare_repo(path, default_branch)
+        except FileNotFoundError:  # first repo of this shard directory
+            path.parent.mkdir(parents=True, exist_ok=True)
+            create_bare_repo(path, default_branch)
         return rel
 
     def remove(self, storage_path: str) -> None:

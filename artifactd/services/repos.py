@@ -127,8 +127,9 @@ class RepoService:
                 description: str | None, default_branch: str, read_only: bool) -> Created:
         with self.core.db.session() as s:
             ns = self.core.namespaces.get_or_create(s, account_id, namespace)
-            if self.find(s, account_id, namespace, name) is not None:
-                raise self._exists(name)
+            # No look-up first: the unique (namespace, name) constraint answers a taken
+            # name with an IntegrityError, which create() turns into ALREADY_EXISTS --
+            # one query less per creation (bench/README.md).
             now = utcnow()
             repo = Repo(
                 id=repo_id,
