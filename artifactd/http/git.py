@@ -273,11 +273,15 @@ class GitHTTP:
                    "ARTIFACTD_MAX_FILE_BYTES": str(self.settings.max_file_bytes),
                    "ARTIFACTD_MAX_REPO_BYTES": str(self.settings.max_repo_bytes)}
 
-        try:
-            async with self.slots:
-                await self._pump(receive, send, service, path, env, gzipped, limit)
+        async def record_push() -> None:
+            # Before the reply's last byte: a client that asks for the repo right after
+            # `git push` returns must already see last_push_at.
             if push_log is not None and push_log.stat().st_size > 0:
                 await run_in_threadpool(self.core.repos.record_push, access.repo_id)
+
+        try:
+            async with self.slots:
+                await self._pump(receive, send, service, path, env, gzipped, limit, before_end=record_push)
         finally:
             if push_log is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -296,7 +300,7 @@ class GitHTTP:
         return min(limit, s.max_inflated_request_bytes) if gzipped else limit
 
     async def _pump(self, receive: Receive, send: Send, service: str, path: Path, env: dict[str, str],
-                    gzipped: bool, limit: int) -> None:
+                    gzipped: bool, limit: int, before_end: Callable[[], Awaitable[None]] | None = None) -> None:
         proc = await asyncio.create_subprocess_exec(
             self.settings.git_binary, service[4:], "--stateless-rpc", str(path),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -411,6 +415,8 @@ class GitHTTP:
                     return
                 await send({"type": "http.response.start", "status": 200, "headers": [
                     (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
+            if before_end is not None:
+                await before_end()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except BodyTooLarge:
             _kill(proc)
