@@ -89,3 +89,7 @@ def test_no_secret_in_server_log(server: ServerProcess, repo: dict, git: GitClie
     text = server.log_path.read_text()
     assert repo["token"].split("?")[0] not in text
     assert text.count(server.api_token) == 1  # only the one-time bootstrap banner
+
+
+def test_data_dir_is_private(server: ServerProcess):
+    assert server.data_dir.stat().st_mode & 0o777 == 0o700

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,6 +63,9 @@ class Core:
     def start(self) -> Bootstrap:
         """Migrate, prepare storage, recover from a crash, and create the first account
         on an empty store."""
+        # The store holds token digests and repos of every tenant: owner only.
+        with contextlib.suppress(OSError):
+            os.chmod(self.settings.data_dir, 0o700)
         self.db.migrate()
         self.storage.prepare()
         self.recover()
