@@ -66,18 +66,22 @@ async def log(account_id: str, namespace: str, name: str, request: Request, who:
                                   "next_offset": offset + len(items) if len(items) == limit else None})
 
 
-@router.get("/commit/{hash}")
-async def commit(account_id: str, namespace: str, name: str, hash: str, request: Request,
-                 who: Principal = Depends(principal)):
-    require(who, READ, account_id, namespace)
-    svc = _svc(request)
-    result = await run_in_threadpool(svc.commit, account_id, namespace, name, hash)
+def _immutable_json(request: Request, hash: str, result: object) -> Response:
+    """A hash-addressed reply: cacheable forever, with a 304 for a matching ETag."""
     etag = f'"{hash}"'
     if (nm := _not_modified(request, etag, IMMUTABLE)) is not None:
         return nm
     resp = ok(result)
     resp.headers.update({"cache-control": IMMUTABLE, "etag": etag})
     return resp
+
+
+@router.get("/commit/{hash}")
+async def commit(account_id: str, namespace: str, name: str, hash: str, request: Request,
+                 who: Principal = Depends(principal)):
+    require(who, READ, account_id, namespace)
+    svc = _svc(request)
+    return _immutable_json(request, hash, await run_in_threadpool(svc.commit, account_id, namespace, name, hash))
 
 
 @router.get("/tree/{hash}")
@@ -85,13 +89,7 @@ async def tree(account_id: str, namespace: str, name: str, hash: str, request: R
                who: Principal = Depends(principal)):
     require(who, READ, account_id, namespace)
     svc = _svc(request)
-    result = await run_in_threadpool(svc.tree, account_id, namespace, name, hash)
-    etag = f'"{hash}"'
-    if (nm := _not_modified(request, etag, IMMUTABLE)) is not None:
-        return nm
-    resp = ok(result)
-    resp.headers.update({"cache-control": IMMUTABLE, "etag": etag})
-    return resp
+    return _immutable_json(request, hash, await run_in_threadpool(svc.tree, account_id, namespace, name, hash))
 
 
 @router.get("/blob/{hash}")
