@@ -162,7 +162,11 @@ ERRORS = {
     "409": "Conflict (ALREADY_EXISTS, *_IN_PROGRESS, namespace not empty)",
     "413": "Request body too large",
     "429": "Rate limit exceeded; retry after Retry-After seconds",
+    "422": "The import source cannot be used (INVALID_URL, REMOTE_AUTH_REQUIRED)",
     "500": "Internal error (INTERNAL_ERROR)",
+    "502": "The import source is unavailable (UPSTREAM_UNAVAILABLE)",
+    "503": "Busy (storage maintenance); retry",
+    "504": "The import timed out",
 }
 
 
@@ -222,6 +226,10 @@ def describe(api: FastAPI) -> dict:
             statuses = ["400", "401", "403", "404", "405", "409", "429", "500"]
             if "requestBody" in op:
                 statuses.append("413")
+            if path.endswith("/fork"):
+                statuses.append("503")
+            if path.endswith("/import"):
+                statuses += ["413", "422", "502", "503", "504"]
             for s in statuses:
                 responses.setdefault(s, _error(s))
     return spec
