@@ -22,7 +22,6 @@ bench/results/). Generated repositories are cached in bench/.cache/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil

@@ -1,6 +1,6 @@
 """The Git scenarios of the benchmark (bench/run.py), the same commands against every server.
 
-    results = git_scenarios_interleaved({"nginx": srv1, "artifactd": srv2}, source, runs=3)
+    results = git_scenarios_interleaved({"nginx": srv1, "artifactd": srv2}, source, runs=3, ls_calls=200)
 
 Scenarios (every clone is ``--bare``; the repo is served as ``repo.git``):
 
@@ -41,7 +41,6 @@ from bench.measure import (
     ls_remote_latency,
     process_tree,
     time_call,
-    time_clone,
 )
 from bench.suite import fetch_client, summarize_error
 
@@ -116,21 +115,6 @@ def _timing(result: Timing | Latency) -> dict[str, Any]:
                 "mean_ms": round(result.mean * 1000, 2), "n": len(result.samples)}
     return {"median_s": round(result.median, 4), "samples_s": [round(s, 4) for s in result.samples],
             "client_cpu_s": round(result.cpu_median, 3)}
-
-
-def _run(server: GitServer, fn: Callable[[], Timing | Latency]) -> dict[str, Any]:
-    pids = server.pids
-    try:
-        with OwnRSS(pids) as rss:
-            before = rss.own_now() if pids else 0
-            result = fn()
-    except GitError as e:
-        return {"error": summarize_error(e.stderr, e.code)}
-    out = _timing(result)
-    if pids:
-        out.update(server_own_rss_before_mib=round(before / MIB, 1), server_own_rss_peak_mib=round(rss.own_peak / MIB, 1),
-                   server_tree_rss_peak_mib=round(rss.report.peak_bytes / MIB, 1))
-    return out
 
 
 def concurrent_clones(server: GitServer, url: str, n: int, timeout: float = 1800) -> dict[str, Any]:
