@@ -152,14 +152,17 @@ class GitHTTP:
                                        m.group("repo"), service)
         if access is None:
             return
-        decision = await run_in_threadpool(self.core.rate_limits.hit, GIT, access.repo_id)
+        decision = await self.core.rate_limits.hit_async(GIT, access.repo_id)
         if not decision.allowed:
             await send_text(send, 429, f"Rate limit exceeded for this repository; retry after "
                             f"{decision.retry_after} s", [(b"retry-after", str(decision.retry_after).encode())])
             return
         path = self.core.storage.path(access.storage_path)
-        if not path.is_dir():
-            log.error("storage of repo %s is missing at %s", access.repo_id, path)
+        try:
+            if not self.core.storage.exists(path):  # a new repo's first request (GitStorage.ensure)
+                await run_in_threadpool(self.core.storage.ensure, access.storage_path, access.default_branch)
+        except OSError:
+            log.exception("storage of repo %s is unavailable", access.repo_id)
             await send_text(send, 500, "Repository storage unavailable")
             return
         env = git_env(self.settings)

@@ -121,14 +121,10 @@ async def create_repo(account_id: str, namespace: str, request: Request, who: Pr
     core = core_of(request)
 
     def run():
-        created = core.repos.create(
+        return core.repos.created_dict(core.repos.create(
             account_id, namespace, body.get("name"), description=body.get("description"),
-            default_branch=body.get("default_branch"), read_only=body.get("read_only", False),
-        )
-        out = core.repos.created_dict(created)
-        core.audit.record("repo.create", account_id=account_id, principal=who,
-                          resource=f"repo:{namespace}/{out['name']}", details={"repo_id": out["id"]})
-        return out
+            default_branch=body.get("default_branch"), read_only=body.get("read_only", False), principal=who,
+        ))
 
     return ok(await run_in_threadpool(run), status=201)
 

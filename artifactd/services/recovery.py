@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, update
 
 from artifactd.gitserver.forkstore import LOCK_NAME as FLOCK_NAME
+from artifactd.gitserver.storage import NEW_REPO_PREFIX
 from artifactd.store.models import Repo
 from artifactd.store.models_hardening import ServerLease
 from artifactd.store.types import utcnow
@@ -208,6 +209,9 @@ class Recovery:
     def _push_logs(self, grace: float, now: float) -> int:
         tmp = self.core.settings.data_dir / "tmp"
         done = 0
+        for entry in tmp.glob(f"{NEW_REPO_PREFIX}*") if tmp.is_dir() else []:
+            if _older_than(entry, grace, now):  # a first use that died before its rename
+                shutil.rmtree(entry, ignore_errors=True)
         for entry in sorted(tmp.glob("push-*")) if tmp.is_dir() else []:
             if not _older_than(entry, grace, now):
                 continue

@@ -18,6 +18,7 @@ from artifactd.store.models import Namespace, Repo
 from artifactd.store.types import isoformat, utcnow
 
 if TYPE_CHECKING:
+    from artifactd.services.apitokens import Principal
     from artifactd.services.core import Core
 
 log = logging.getLogger("artifactd.repos")
@@ -95,7 +96,10 @@ class RepoService:
         description: Any = None,
         default_branch: Any = None,
         read_only: Any = False,
+        principal: Principal | None = None,
     ) -> Created:
+        """One transaction: the repo row, its first write token and (with ``principal``)
+        the audit event. No files: storage appears on first use (``GitStorage.ensure``)."""
         validation.namespace_name(namespace)
         validation.repo_name(name)
         description = validation.description(description)
@@ -103,28 +107,22 @@ class RepoService:
         read_only = validation.boolean(read_only, "read_only")
 
         repo_id = ids.new_id()
-        storage_path = self.core.storage.init_repo(repo_id, default_branch)
+        args = (account_id, namespace, name, repo_id, description, default_branch, read_only, principal)
         try:
             try:
-                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
-                                    default_branch, read_only)
+                return self._insert(*args)
             except IntegrityError:
                 # Either the name was taken concurrently, or the namespace was deleted
                 # between look-up and insert (then a second attempt recreates it).
-                with self.core.db.session() as s:
+                with self.core.db.read() as s:
                     if self.find(s, account_id, namespace, name) is not None:
                         raise
-                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
-                                    default_branch, read_only)
+                return self._insert(*args)
         except IntegrityError:
-            self.core.storage.remove(storage_path)
             raise self._exists(name) from None
-        except BaseException:
-            self.core.storage.remove(storage_path)
-            raise
 
-    def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, storage_path: str,
-                description: str | None, default_branch: str, read_only: bool) -> Created:
+    def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, description: str | None,
+                default_branch: str, read_only: bool, principal: Principal | None) -> Created:
         with self.core.db.session() as s:
             ns = self.core.namespaces.get_or_create(s, account_id, namespace)
             # No look-up first: the unique (namespace, name) constraint answers a taken
@@ -141,7 +139,7 @@ class RepoService:
                 default_branch=default_branch,
                 read_only=read_only,
                 status="ready",
-                storage_path=storage_path,
+                storage_path=self.core.storage.relative_path_for(repo_id),
                 created_at=now,
                 updated_at=now,
             )
@@ -149,6 +147,9 @@ class RepoService:
             s.add(repo)
             s.flush()
             _, token = self.core.tokens.mint(s, repo, "write", 86_400)
+            if principal is not None:
+                s.add(self.core.audit.event("repo.create", account_id=account_id, principal=principal,
+                                            resource=f"repo:{namespace}/{name}", details={"repo_id": repo_id}))
         return Created(repo=repo, token=token)
 
     @staticmethod

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from artifactd import ids, validation
@@ -73,6 +73,18 @@ class GitAccess:
     read_only: bool
     status: str
     name: str
+    default_branch: str
+
+
+#: Built once: every Git request runs it (columns only, no ORM objects to build).
+_GIT_ACCESS = (
+    select(RepoToken.id.label("token_id"), RepoToken.scope, RepoToken.revoked_at, RepoToken.expires_at,
+           Repo.id.label("repo_id"), Repo.storage_path, Repo.read_only, Repo.status, Repo.name, Repo.name_key,
+           Repo.default_branch, Namespace.account_id, Namespace.name_key.label("ns_key"))
+    .join(Repo, RepoToken.repo_id == Repo.id)
+    .join(Namespace, Repo.namespace_id == Namespace.id)
+    .where(RepoToken.digest == bindparam("digest"))
+)
 
 
 class RepoTokenService:
@@ -173,25 +185,20 @@ class RepoTokenService:
         secret = secret_of(presented)
         if secret is None:
             return None
-        with self.core.db.session() as s:
-            row = s.execute(
-                select(RepoToken, Repo, Namespace)
-                .join(Repo, RepoToken.repo_id == Repo.id)
-                .join(Namespace, Repo.namespace_id == Namespace.id)
-                .where(RepoToken.digest == ids.digest(secret))
-            ).first()
+        with self.core.db.read() as s:
+            row = s.execute(_GIT_ACCESS, {"digest": ids.digest(secret)}).first()
         if row is None:
             return None
-        token, repo, ns = row
         if (
-            token.revoked_at is not None
-            or token.expires_at <= utcnow()
-            or ns.account_id != account_id
-            or ns.name_key != namespace.lower()
-            or repo.name_key != repo_name.lower()
+            row.revoked_at is not None
+            or row.expires_at <= utcnow()
+            or row.account_id != account_id
+            or row.ns_key != namespace.lower()
+            or row.name_key != repo_name.lower()
         ):
             return None
-        return GitAccess(token.id, token.scope, repo.id, repo.storage_path, repo.read_only, repo.status, repo.name)
+        return GitAccess(row.token_id, row.scope, row.repo_id, row.storage_path, row.read_only, row.status,
+                         row.name, row.default_branch)
 
     @staticmethod
     def to_dict(row: RepoToken, now: dt.datetime) -> dict:

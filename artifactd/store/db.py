@@ -23,7 +23,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """``readonly`` (SQLite): sessions that begin a deferred transaction, for reads only."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -48,7 +49,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A reader's deferred transaction is one WAL snapshot and never waits for a writer.
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
@@ -76,6 +78,10 @@ class Database:
         # SQLite has one writer at a time and every session takes the write lock: queue
         # this process's sessions here rather than in SQLite's sleeping busy handler.
         self._lock = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        # Reads (authentication above all) stay out of that queue: on SQLite they get an
+        # engine of their own whose transactions are WAL snapshots.
+        self.read_engine = make_engine(self.url, readonly=True) if self.is_sqlite else self.engine
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -95,5 +101,14 @@ class Database:
                 s.rollback()
                 raise
 
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only (what it changes is never written). Its objects stay
+        readable after it ends."""
+        with self._read_sessions() as s:
+            yield s
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
