@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from starlette.concurrency import run_in_threadpool
 
 from artifactd.gitserver.engine import git_env, valid_git_protocol
+from artifactd.http.deps import read_call
 from artifactd.http.gitauth import parse_authorization
 from artifactd.services import Core
 from artifactd.services.ratelimit import GIT
@@ -184,7 +185,7 @@ class GitHTTP:
             return None
         access = None
         if creds.secret:
-            access = await run_in_threadpool(self.core.tokens.authenticate_git, creds.secret, account, ns, repo)
+            access = await read_call(self.core, self.core.tokens.authenticate_git, creds.secret, account, ns, repo)
         if access is None:
             # Bad Basic credentials get a fresh challenge so credential helpers drop them.
             if creds.scheme == "basic":

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("artifactd.repos")
 
+_INSERT = Repo.__table__.insert()
 SORTS = ("created_at", "updated_at", "last_push_at", "name")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -82,7 +83,7 @@ class RepoService:
             raise ArtifactsError(code, repo.status_message or "The repository could not be created.")
 
     def get(self, account_id: str, namespace: str, name: str) -> dict:
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             return self.to_dict(self.require(s, account_id, namespace, name))
 
     # -- create ---------------------------------------------------------------------
@@ -125,31 +126,24 @@ class RepoService:
                 default_branch: str, read_only: bool, principal: Principal | None) -> Created:
         with self.core.db.session() as s:
             ns = self.core.namespaces.get_or_create(s, account_id, namespace)
-            # No look-up first: the unique (namespace, name) constraint answers a taken
-            # name with an IntegrityError, which create() turns into ALREADY_EXISTS --
-            # one query less per creation (bench/README.md).
             now = utcnow()
-            repo = Repo(
-                id=repo_id,
-                account_id=account_id,
-                namespace_id=ns.id,
-                name=name,
-                name_key=name.lower(),
-                description=description,
-                default_branch=default_branch,
-                read_only=read_only,
-                status="ready",
-                storage_path=self.core.storage.relative_path_for(repo_id),
-                created_at=now,
-                updated_at=now,
-            )
-            repo.namespace = ns
-            s.add(repo)
-            s.flush()
+            values = {
+                "id": repo_id, "account_id": account_id, "namespace_id": ns.id, "name": name,
+                "name_key": name.lower(), "description": description, "default_branch": default_branch,
+                "read_only": read_only, "status": "ready", "status_code": None, "status_message": None,
+                "source": None, "storage_path": self.core.storage.relative_path_for(repo_id), "parent_id": None,
+                "created_at": now, "updated_at": now, "last_push_at": None,
+            }
+            # Plain INSERTs, no look-up first: the unique (namespace, name) constraint
+            # answers a taken name with an IntegrityError (create() makes it ALREADY_EXISTS),
+            # and a row nobody edits needs no unit-of-work flush (docs/benchmarks.md).
+            s.execute(_INSERT, values)
+            repo = Repo(**values)
             _, token = self.core.tokens.mint(s, repo, "write", 86_400)
             if principal is not None:
-                s.add(self.core.audit.event("repo.create", account_id=account_id, principal=principal,
-                                            resource=f"repo:{namespace}/{name}", details={"repo_id": repo_id}))
+                self.core.audit.add(s, "repo.create", account_id=account_id, principal=principal,
+                                    resource=f"repo:{namespace}/{name}", details={"repo_id": repo_id})
+        repo.namespace = ns
         return Created(repo=repo, token=token)
 
     @staticmethod
@@ -213,7 +207,7 @@ class RepoService:
                 after = or_(key < value, and_(key == value, Repo.id < last_id))
             else:
                 after = or_(key > value, and_(key == value, Repo.id > last_id))
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             ns = self.core.namespaces.find(s, account_id, namespace)
             if ns is None:
                 return [], None, 0 if with_total else None

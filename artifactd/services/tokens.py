@@ -76,6 +76,7 @@ class GitAccess:
     default_branch: str
 
 
+_INSERT = RepoToken.__table__.insert()
 #: Built once: every Git request runs it (columns only, no ORM objects to build).
 _GIT_ACCESS = (
     select(RepoToken.id.label("token_id"), RepoToken.scope, RepoToken.revoked_at, RepoToken.expires_at,
@@ -97,13 +98,10 @@ class RepoTokenService:
         secret = "art_v1_" + secrets.token_hex(20)
         now = utcnow().replace(microsecond=0)
         expires_at = now + dt.timedelta(seconds=ttl)
-        row = RepoToken(
-            id=ids.new_id(), repo_id=repo.id, digest=ids.digest(secret), scope=scope,
-            created_at=utcnow(), expires_at=expires_at,
-        )
-        s.add(row)
-        s.flush()
-        return row, f"{secret}?expires={int(expires_at.timestamp())}"
+        values = {"id": ids.new_id(), "repo_id": repo.id, "digest": ids.digest(secret), "scope": scope,
+                  "created_at": utcnow(), "expires_at": expires_at, "revoked_at": None}
+        s.execute(_INSERT, values)  # a plain INSERT: no unit-of-work flush for a row nobody edits
+        return RepoToken(**values), f"{secret}?expires={int(expires_at.timestamp())}"
 
     def create(self, account_id: str, namespace: str, repo_name: Any, scope: Any = "write",
                ttl: Any = TTL_DEFAULT) -> dict:
@@ -124,7 +122,7 @@ class RepoTokenService:
         page = validation.integer(page, "page", 1)
         per_page = validation.integer(per_page, "per_page", 1, 100)
         now = utcnow()
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             repo = self.core.repos.require(s, account_id, namespace, repo_name)
             where = [RepoToken.repo_id == repo.id]
             if state == "active":
