@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, rate_limited
 from artifactd.services import Core
-from artifactd.services.apitokens import Principal
+from artifactd.services.apitokens import Principal, Rejection
 from artifactd.services.ratelimit import CONTROL_PLANE
 
 MAX_JSON_BODY = 1024 * 1024
@@ -63,13 +63,27 @@ async def read_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any)
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
+async def write_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a short service call that writes the store (a few rows, no files). On SQLite,
+    when no thread or process is writing, it runs right here on the event loop holding
+    the writers' queue, so it cannot wait on a lock: the GIL hand-offs of a worker thread
+    cost more CPU than the write itself (docs/benchmarks.md). Otherwise, and on other
+    databases, it runs in a worker thread, which may wait its turn."""
+    if core.db.inline_reads:
+        with core.db.writer_if_free() as free:
+            if free:
+                return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
 async def principal(request: Request) -> Principal:
     """The authenticated control-plane caller (401 envelope otherwise), within its rate
     limit (429 envelope with ``Retry-After`` otherwise; counted per namespace, or per
     account for routes without one)."""
     core = core_of(request)
-    who = await read_call(core, core.api_tokens.authenticate, request.headers.get("authorization"),
-                          client_ip(request))
+    who = await read_call(core, core.api_tokens.verify, request.headers.get("authorization"), client_ip(request))
+    if isinstance(who, Rejection):
+        await run_in_threadpool(core.api_tokens.reject, who)  # raises 401 or 403
     params = request.query_params
     for key in params:
         if len(params.getlist(key)) > 1:  # ambiguous: which one would count?

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from artifactd.http.deps import core_of, json_body, principal, query_int, read_call
+from artifactd.http.deps import core_of, json_body, principal, query_int, read_call, write_call
 from artifactd.http.envelope import no_content, ok
 from artifactd.services.apitokens import EDIT, READ, Principal, require
 
@@ -128,7 +128,7 @@ async def create_repo(account_id: str, namespace: str, request: Request, who: Pr
             default_branch=body.get("default_branch"), read_only=body.get("read_only", False), principal=who,
         ))
 
-    return ok(await run_in_threadpool(run), status=201)
+    return ok(await write_call(core, run), status=201)
 
 
 @router.get("/namespaces/{namespace}/repos/{name}")
@@ -170,10 +170,9 @@ async def list_tokens(account_id: str, namespace: str, name: str, request: Reque
 async def create_token(account_id: str, namespace: str, request: Request, who: Principal = Depends(principal)):
     require(who, EDIT, account_id, namespace)
     body = await json_body(request)
-    result = await run_in_threadpool(
-        core_of(request).tokens.create, account_id, namespace, body.get("repo"),
-        body.get("scope", "write"), body.get("ttl", 86_400),
-    )
+    core = core_of(request)
+    result = await write_call(core, core.tokens.create, account_id, namespace, body.get("repo"),
+                              body.get("scope", "write"), body.get("ttl", 86_400))
     return ok(result, status=201)
 
 

@@ -20,7 +20,7 @@ import secrets
 import string
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -246,6 +246,15 @@ def ip_allowed(condition: dict | None, client_ip: str | None) -> bool:
     return hit(allow) if allow else True
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A refused credential, for :meth:`ApiTokenService.reject` to record."""
+
+    client_ip: str | None
+    prefix: str = ""
+    token_row: Any = None  # set when a valid token came from a refused address
+
+
 #: Built once: every authenticated REST request runs them.
 _API_TOKEN = (select(ApiToken, User).outerjoin(User, User.id == ApiToken.user_id)
               .where(ApiToken.digest == bindparam("digest")))
@@ -285,13 +294,21 @@ class ApiTokenService:
         """Resolve an ``Authorization: Bearer`` header (API token or OAuth access token)
         to a principal, or raise 401 (403 for a token used from a refused address,
         429 while the client is being slowed down after repeated failures)."""
+        result = self.verify(authorization, client_ip)
+        if isinstance(result, Rejection):
+            self.reject(result)
+        return result
+
+    def verify(self, authorization: str | None, client_ip: str | None = None) -> Principal | Rejection:
+        """:meth:`authenticate` without the writes a refusal makes (audit event, failure
+        count): it only reads, so the HTTP layer may run it on the event loop and the
+        refusal (:meth:`reject`) in a worker thread. A malformed header raises at once."""
         if not authorization:
             raise unauthenticated("Authentication required: send Authorization: Bearer <API token>.")
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise unauthenticated("Authentication error: use Authorization: Bearer <API token>.")
-        throttle = self.core.throttle
         if credential.startswith(ACCESS_PREFIX):
             if not well_formed(credential, ACCESS_PREFIX):
                 raise unauthenticated()
@@ -301,13 +318,24 @@ class ApiTokenService:
                 raise unauthenticated()
             principal = self._authenticate_api_token(credential, client_ip)
         if principal is None:
-            self.core.audit.record("auth.token_rejected", outcome="failure", client_ip=client_ip,
-                                   details={"prefix": credential[:6]})
-            throttle.fail("token", client_ip)
-            raise unauthenticated()
+            return Rejection(client_ip, prefix=credential[:6])
         return principal
 
-    def _authenticate_api_token(self, credential: str, client_ip: str | None) -> Principal | None:
+    def reject(self, rejection: Rejection) -> NoReturn:
+        """Record a refused token (audit log, failure count) and raise its error."""
+        if rejection.token_row is not None:  # a valid token used from a refused address
+            row = rejection.token_row
+            self.core.audit.record("auth.ip_refused", outcome="failure", account_id=row.account_id,
+                                   actor_user_id=row.user_id, actor_kind="api_token", token_id=row.id,
+                                   client_ip=rejection.client_ip)
+            raise ArtifactsError(ErrorCode.FORBIDDEN,
+                                 f"Cannot use this API token from location: {rejection.client_ip or 'unknown'}.")
+        self.core.audit.record("auth.token_rejected", outcome="failure", client_ip=rejection.client_ip,
+                               details={"prefix": rejection.prefix})
+        self.core.throttle.fail("token", rejection.client_ip)
+        raise unauthenticated()
+
+    def _authenticate_api_token(self, credential: str, client_ip: str | None) -> Principal | Rejection | None:
         now = utcnow()
         with self.core.db.read() as s:
             found = s.execute(_API_TOKEN, {"digest": ids.digest(credential)}).first()
@@ -321,11 +349,7 @@ class ApiTokenService:
             ):
                 return None
             if not ip_allowed(row.condition, client_ip):
-                self.core.audit.record("auth.ip_refused", outcome="failure", account_id=row.account_id,
-                                       actor_user_id=row.user_id, actor_kind="api_token", token_id=row.id,
-                                       client_ip=client_ip)
-                raise ArtifactsError(ErrorCode.FORBIDDEN,
-                                     f"Cannot use this API token from location: {client_ip or 'unknown'}.")
+                return Rejection(client_ip, token_row=row)
             roles: dict[str, str] = {}
             email = None
             if row.user_id is not None:
