@@ -13,26 +13,6 @@ from artifactd.config import Settings
 
 log = logging.getLogger("artifactd.storage")
 
-POST_RECEIVE_HOOK = """#!/bin/sh
-# Written by artifactd on start; repos never carry hooks of their own.
-# The ref updates of a push are recorded by the reference-transaction hook, which runs
-# before git reports success to the client (post-receive runs after the report, so a
-# crash in between would lose the record).
-cat > /dev/null
-exit 0
-"""
-
-REFERENCE_TRANSACTION_HOOK = """#!/bin/sh
-# Written by artifactd on start. Records the committed ref updates of a push
-# ("<old> <new> <ref>" lines) so the server can update repo metadata, even after a crash.
-if [ "$1" = committed ] && [ -n "$ARTIFACTD_PUSH_LOG" ]; then
-    cat >> "$ARTIFACTD_PUSH_LOG"
-else
-    cat > /dev/null
-fi
-exit 0
-"""
-
 PRE_RECEIVE_HOOK = r"""#!/bin/sh
 # Written by artifactd on start. Declines a push whose new objects break the size limits.
 # Until this hook accepts, pushed objects sit in a quarantine directory that git deletes
@@ -67,9 +47,10 @@ fi
 exit 0
 """
 
+#: Hooks of earlier versions, removed on start (the hooks directory is the server's own).
+OBSOLETE_HOOKS = ("reference-transaction", "post-receive")
+
 HOOKS = {
-    "post-receive": POST_RECEIVE_HOOK,
-    "reference-transaction": REFERENCE_TRANSACTION_HOOK,
     "pre-receive": PRE_RECEIVE_HOOK,
 }
 
@@ -104,13 +85,15 @@ class GitStorage:
         self.trash = settings.trash_dir
         self.hooks = settings.hooks_dir
         self.home = settings.data_dir / "git-home"
-        #: Private scratch space on the repos' filesystem (push logs, repos being built).
+        #: Private scratch space on the repos' filesystem (repos being built).
         self.tmp = settings.data_dir / "tmp"
 
     def prepare(self) -> None:
         """Create the directories and the server-owned hooks; idempotent."""
         for d in (self.root, self.trash, self.hooks, self.home):
             d.mkdir(parents=True, exist_ok=True)
+        for name in OBSOLETE_HOOKS:
+            (self.hooks / name).unlink(missing_ok=True)
         for name, text in HOOKS.items():
             hook = self.hooks / name
             if not hook.exists() or hook.read_text() != text:
