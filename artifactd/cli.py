@@ -61,7 +61,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
                        "choose your own at the first sign-in)")
     click.echo(f"artifactd {__version__} serving on {settings.resolved_public_url()} "
                f"(account {boot.account_id}, data in {settings.data_dir})", err=True)
-    common = dict(host=host, port=port, log_level=log_level.lower(), proxy_headers=False,
+    common = dict(host=host, port=port, log_level=log_level.lower(), proxy_headers=False, loop=settings.event_loop,
                   timeout_keep_alive=30, server_header=False,
                   http="artifactd.http.protocol:GuardedHttpToolsProtocol", log_config=logsafe.uvicorn_log_config())
     if tls_cert:

@@ -322,15 +322,16 @@ def test_recovery_clears_leftovers_only_when_no_other_process_shares_the_volume(
         git.run("push", repo["remote"], "main", cwd=src, token=repo["token"])  # the ref is not locked
 
 
-def test_acknowledged_push_metadata_survives_a_kill_before_record_push(tmp_path: Path):
-    """The push log is written by the reference-transaction hook before git reports
-    success; a server killed before updating last_push_at finishes it on restart."""
+def test_a_half_built_new_repo_is_cleared_on_restart(tmp_path: Path):
+    """A first request builds a new repo's files in tmp/ and renames them into place; a
+    kill in between leaves a directory that the next start removes. The repo is still
+    whole: its files are built again on its next use."""
     git = GitClient(tmp_path / "home")
     with own_servers(tmp_path) as (srv,):
-        repo = srv.create_repo("recover", "meta")
-        (srv.data_dir / "tmp" / f"push-{repo['id']}-leftover").write_text(f"{'0' * 40} {'1' * 40} refs/heads/main\n")
+        repo = srv.create_repo("recover", "lazy")
+        half = srv.data_dir / "tmp" / f"newrepo-{repo['id']}.git.0123"
+        (half / "objects").mkdir(parents=True)
         srv.stop(sig=9)
         srv.start()
-        with srv.api() as c:
-            assert c.get("/namespaces/recover/repos/meta").json()["result"]["last_push_at"] is not None
-        assert list((srv.data_dir / "tmp").glob("push-*")) == []
+        assert not half.exists()
+        assert git.out("ls-remote", repo["remote"], token=repo["token"]) == ""

@@ -13,26 +13,6 @@ from artifactd.config import Settings
 
 log = logging.getLogger("artifactd.storage")
 
-POST_RECEIVE_HOOK = """#!/bin/sh
-# Written by artifactd on start; repos never carry hooks of their own.
-# The ref updates of a push are recorded by the reference-transaction hook, which runs
-# before git reports success to the client (post-receive runs after the report, so a
-# crash in between would lose the record).
-cat > /dev/null
-exit 0
-"""
-
-REFERENCE_TRANSACTION_HOOK = """#!/bin/sh
-# Written by artifactd on start. Records the committed ref updates of a push
-# ("<old> <new> <ref>" lines) so the server can update repo metadata, even after a crash.
-if [ "$1" = committed ] && [ -n "$ARTIFACTD_PUSH_LOG" ]; then
-    cat >> "$ARTIFACTD_PUSH_LOG"
-else
-    cat > /dev/null
-fi
-exit 0
-"""
-
 PRE_RECEIVE_HOOK = r"""#!/bin/sh
 # Written by artifactd on start. Declines a push whose new objects break the size limits.
 # Until this hook accepts, pushed objects sit in a quarantine directory that git deletes
@@ -67,11 +47,15 @@ fi
 exit 0
 """
 
+#: Hooks of earlier versions, removed on start (the hooks directory is the server's own).
+OBSOLETE_HOOKS = ("reference-transaction", "post-receive")
+
 HOOKS = {
-    "post-receive": POST_RECEIVE_HOOK,
-    "reference-transaction": REFERENCE_TRANSACTION_HOOK,
     "pre-receive": PRE_RECEIVE_HOOK,
 }
+
+#: Name prefix of a repo being built in ``tmp/`` by :meth:`GitStorage.ensure`.
+NEW_REPO_PREFIX = "newrepo-"
 
 #: The config ``git init --bare`` writes on Linux.
 BARE_CONFIG = b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
@@ -101,11 +85,15 @@ class GitStorage:
         self.trash = settings.trash_dir
         self.hooks = settings.hooks_dir
         self.home = settings.data_dir / "git-home"
+        #: Private scratch space on the repos' filesystem (repos being built).
+        self.tmp = settings.data_dir / "tmp"
 
     def prepare(self) -> None:
         """Create the directories and the server-owned hooks; idempotent."""
         for d in (self.root, self.trash, self.hooks, self.home):
             d.mkdir(parents=True, exist_ok=True)
+        for name in OBSOLETE_HOOKS:
+            (self.hooks / name).unlink(missing_ok=True)
         for name, text in HOOKS.items():
             hook = self.hooks / name
             if not hook.exists() or hook.read_text() != text:
@@ -123,16 +111,39 @@ class GitStorage:
     def path(self, storage_path: str) -> Path:
         return self.root / storage_path
 
-    def init_repo(self, repo_id: str, default_branch: str) -> str:
-        """Create an empty bare repository whose HEAD names the default branch."""
-        rel = self.relative_path_for(repo_id)
-        path = self.path(rel)
+    def ensure(self, storage_path: str, default_branch: str) -> Path:
+        """The repo's storage, created on first use.
+
+        A new repo is a row only: an empty repository is fully described by its default
+        branch, and its files (six inodes, ~2.5 ms of filesystem work here) wait for the
+        first Git or content request, so fleets of never-pushed repos cost no disk and
+        creation costs one transaction (docs/benchmarks.md). Concurrent first requests
+        build in private temporary directories and one rename wins."""
+        path = self.path(storage_path)
+        if self.exists(path):
+            return path
+        tmp = self.tmp / f"{NEW_REPO_PREFIX}{path.name}.{uuid.uuid4().hex}"
         try:
-            create_bare_repo(path, default_branch)
-        except FileNotFoundError:  # first repo of this shard directory
-            path.parent.mkdir(parents=True, exist_ok=True)
-            create_bare_repo(path, default_branch)
-        return rel
+            create_bare_repo(tmp, default_branch)
+        except FileNotFoundError:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            create_bare_repo(tmp, default_branch)
+        try:
+            try:
+                os.rename(tmp, path)
+            except FileNotFoundError:  # first repo of this shard directory
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.exists(path):
+                raise
+        return path
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        """Whether the repo at ``path`` has its files yet (see :meth:`ensure`)."""
+        return os.path.isfile(os.path.join(path, "HEAD"))
 
     def remove(self, storage_path: str) -> None:
         """Take a repo off its path at once (atomic rename); delete its files later."""

@@ -33,6 +33,7 @@ def create_api(core: Core) -> FastAPI:
     api.include_router(rest_forks.router)
     api.include_router(rest_content.router)
     install_jobs(api, core)
+    api.router.add_event_handler("startup", core.db.start_checkpointer)
     api.include_router(rest_binding.router)
     openapi.install(api)
 

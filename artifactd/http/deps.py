@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, rate_limited
 from artifactd.services import Core
-from artifactd.services.apitokens import Principal
+from artifactd.services.apitokens import Principal, Rejection
 from artifactd.services.ratelimit import CONTROL_PLANE
 
 MAX_JSON_BODY = 1024 * 1024
+T = TypeVar("T")
 
 
 def core_of(request: Request) -> Core:
@@ -50,13 +52,38 @@ def client_ip(request: Request) -> str | None:
     return hops[0] if hops else peer
 
 
+async def read_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a service call that only reads the store (and otherwise touches nothing but
+    memory). On SQLite it runs right here on the event loop: a WAL read never waits for
+    a writer, takes ~0.1-0.5 ms, and a worker-thread hop cost ~0.5 ms of CPU per request
+    in GIL hand-offs (docs/benchmarks.md). Elsewhere (a database over the network) it
+    runs in a worker thread."""
+    if core.db.inline_reads:
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def write_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a short service call that writes the store (a few rows, no files). On SQLite,
+    when no thread or process is writing, it runs right here on the event loop holding
+    the writers' queue, so it cannot wait on a lock: the GIL hand-offs of a worker thread
+    cost more CPU than the write itself (docs/benchmarks.md). Otherwise, and on other
+    databases, it runs in a worker thread, which may wait its turn."""
+    if core.db.inline_reads:
+        with core.db.writer_if_free() as free:
+            if free:
+                return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
 async def principal(request: Request) -> Principal:
     """The authenticated control-plane caller (401 envelope otherwise), within its rate
     limit (429 envelope with ``Retry-After`` otherwise; counted per namespace, or per
     account for routes without one)."""
     core = core_of(request)
-    who = await run_in_threadpool(core.api_tokens.authenticate, request.headers.get("authorization"),
-                                  client_ip(request))
+    who = await read_call(core, core.api_tokens.verify, request.headers.get("authorization"), client_ip(request))
+    if isinstance(who, Rejection):
+        await run_in_threadpool(core.api_tokens.reject, who)  # raises 401 or 403
     params = request.query_params
     for key in params:
         if len(params.getlist(key)) > 1:  # ambiguous: which one would count?
@@ -64,7 +91,7 @@ async def principal(request: Request) -> Principal:
     namespace = request.path_params.get("namespace")
     limits = core.rate_limits
     key = limits.control_plane_key(who.account_id, namespace if isinstance(namespace, str) else None)
-    decision = await run_in_threadpool(limits.hit, CONTROL_PLANE, key)
+    decision = await limits.hit_async(CONTROL_PLANE, key)
     if not decision.allowed:
         raise rate_limited(decision.retry_after, f"namespace {namespace!r}" if namespace else "this account")
     return who
@@ -86,19 +113,20 @@ async def json_body(request: Request, *, required: bool = True) -> dict[str, Any
     chunks: list[bytes] = []
     size = 0
     idle = core_of(request).settings.body_idle_timeout_seconds or None
-    stream = request.stream().__aiter__()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(stream.__anext__(), idle)
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            raise ArtifactsError(ErrorCode.INVALID_INPUT, "Request body stalled; closing the connection.",
-                                 status=408, headers={"Connection": "close"}) from None
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        # One deadline moved on by every chunk (cheaper than a wait_for task per chunk).
+        async with asyncio.timeout(idle) as deadline:
+            async for chunk in request.stream():
+                if idle:
+                    deadline.reschedule(loop.time() + idle)
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ArtifactsError(ErrorCode.INVALID_INPUT, "Request body stalled; closing the connection.",
+                             status=408, headers={"Connection": "close"}) from None
     raw = b"".join(chunks)
     if not raw.strip():
         if required:

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import signal
-import tempfile
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,8 @@ from urllib.parse import parse_qs
 from starlette.concurrency import run_in_threadpool
 
 from artifactd.gitserver.engine import git_env, valid_git_protocol
+from artifactd.gitserver.pushreport import PushReport
+from artifactd.http.deps import read_call, write_call
 from artifactd.http.gitauth import parse_authorization
 from artifactd.services import Core
 from artifactd.services.ratelimit import GIT
@@ -98,8 +99,6 @@ class GitHTTP:
         self.settings = core.settings
         self._slots: asyncio.Semaphore | None = None
         self._host_re = self._compile_host_template(self.settings.git_host_template)
-        self._tmp = self.settings.data_dir / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
         #: Protocol v2 capability advertisements, by (Git-Protocol, the repo's config file).
         self._v2_caps: dict[tuple[str, bytes], bytes] = {}
 
@@ -152,14 +151,17 @@ class GitHTTP:
                                        m.group("repo"), service)
         if access is None:
             return
-        decision = await run_in_threadpool(self.core.rate_limits.hit, GIT, access.repo_id)
+        decision = await self.core.rate_limits.hit_async(GIT, access.repo_id)
         if not decision.allowed:
             await send_text(send, 429, f"Rate limit exceeded for this repository; retry after "
                             f"{decision.retry_after} s", [(b"retry-after", str(decision.retry_after).encode())])
             return
         path = self.core.storage.path(access.storage_path)
-        if not path.is_dir():
-            log.error("storage of repo %s is missing at %s", access.repo_id, path)
+        try:
+            if not self.core.storage.exists(path):  # a new repo's first request (GitStorage.ensure)
+                await run_in_threadpool(self.core.storage.ensure, access.storage_path, access.default_branch)
+        except OSError:
+            log.exception("storage of repo %s is unavailable", access.repo_id)
             await send_text(send, 500, "Repository storage unavailable")
             return
         env = git_env(self.settings)
@@ -181,7 +183,7 @@ class GitHTTP:
             return None
         access = None
         if creds.secret:
-            access = await run_in_threadpool(self.core.tokens.authenticate_git, creds.secret, account, ns, repo)
+            access = await read_call(self.core, self.core.tokens.authenticate_git, creds.secret, account, ns, repo)
         if access is None:
             # Bad Basic credentials get a fresh challenge so credential helpers drop them.
             if creds.scheme == "basic":
@@ -262,30 +264,23 @@ class GitHTTP:
             await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
             return
 
-        push_log: Path | None = None
+        on_output: Callable[[bytes], Awaitable[None]] | None = None
         if service == "git-receive-pack":
-            # Named for the repo, so that start-up recovery can finish the metadata of a
-            # push whose server died between the ref update and record_push.
-            fd, name = tempfile.mkstemp(prefix=f"push-{access.repo_id}-", dir=self._tmp)
-            os.close(fd)
-            push_log = Path(name)
-            env = {**env, "ARTIFACTD_PUSH_LOG": str(push_log),
-                   "ARTIFACTD_MAX_FILE_BYTES": str(self.settings.max_file_bytes),
+            env = {**env, "ARTIFACTD_MAX_FILE_BYTES": str(self.settings.max_file_bytes),
                    "ARTIFACTD_MAX_REPO_BYTES": str(self.settings.max_repo_bytes)}
+            report = PushReport()
+            recorded = False
 
-        async def record_push() -> None:
-            # Before the reply's last byte: a client that asks for the repo right after
-            # `git push` returns must already see last_push_at.
-            if push_log is not None and push_log.stat().st_size > 0:
-                await run_in_threadpool(self.core.repos.record_push, access.repo_id)
+            async def on_output(chunk: bytes) -> None:
+                # Before the bytes that tell the client a ref moved: a push it sees
+                # succeed always has its metadata written (gitserver/pushreport.py).
+                nonlocal recorded
+                if not recorded and report.feed(chunk):
+                    recorded = True
+                    await write_call(self.core, self.core.repos.record_push, access.repo_id)
 
-        try:
-            async with self.slots:
-                await self._pump(receive, send, service, path, env, gzipped, limit, before_end=record_push)
-        finally:
-            if push_log is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    push_log.unlink()
+        async with self.slots:
+            await self._pump(receive, send, service, path, env, gzipped, limit, on_output=on_output)
 
     def request_limit(self, service: str, gzipped: bool) -> int:
         """The largest request body of a service, counted after gzip inflation.
@@ -300,7 +295,7 @@ class GitHTTP:
         return min(limit, s.max_inflated_request_bytes) if gzipped else limit
 
     async def _pump(self, receive: Receive, send: Send, service: str, path: Path, env: dict[str, str],
-                    gzipped: bool, limit: int, before_end: Callable[[], Awaitable[None]] | None = None) -> None:
+                    gzipped: bool, limit: int, on_output: Callable[[bytes], Awaitable[None]] | None = None) -> None:
         proc = await asyncio.create_subprocess_exec(
             self.settings.git_binary, service[4:], "--stateless-rpc", str(path),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -395,6 +390,8 @@ class GitHTTP:
                     started = True
                     await send({"type": "http.response.start", "status": 200, "headers": [
                         (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
+                if on_output is not None:
+                    await on_output(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             code = await proc.wait()
             await stderr_task
@@ -415,8 +412,6 @@ class GitHTTP:
                     return
                 await send({"type": "http.response.start", "status": 200, "headers": [
                     (b"content-type", f"application/x-{service}-result".encode()), *NO_CACHE]})
-            if before_end is not None:
-                await before_end()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except BodyTooLarge:
             _kill(proc)

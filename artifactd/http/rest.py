@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from artifactd.http.deps import core_of, json_body, principal, query_int
+from artifactd.http.deps import core_of, json_body, principal, query_int, read_call, write_call
 from artifactd.http.envelope import no_content, ok
 from artifactd.services.apitokens import EDIT, READ, Principal, require
 
@@ -63,8 +63,9 @@ async def list_namespaces(account_id: str, request: Request, who: Principal = De
     require(who, READ, account_id)
     limit = query_int(request, "limit", query_int(request, "per_page", 100))
     page = query_int(request, "page", 0) if "page" in request.query_params else None
-    items, cursor, total = await run_in_threadpool(
-        core_of(request).namespaces.list, account_id, limit, request.query_params.get("cursor") or None, page
+    core = core_of(request)
+    items, cursor, total = await read_call(
+        core, core.namespaces.list, account_id, limit, request.query_params.get("cursor") or None, page
     )
     return ok(items, result_info=list_info(items, cursor, limit, page, total))
 
@@ -82,7 +83,8 @@ async def create_namespace(account_id: str, request: Request, who: Principal = D
 @router.get("/namespaces/{namespace}")
 async def get_namespace(account_id: str, namespace: str, request: Request, who: Principal = Depends(principal)):
     require(who, READ, account_id, namespace)
-    return ok(await run_in_threadpool(core_of(request).namespaces.get, account_id, namespace))
+    core = core_of(request)
+    return ok(await read_call(core, core.namespaces.get, account_id, namespace))
 
 
 @router.delete("/namespaces/{namespace}", status_code=204)
@@ -110,7 +112,7 @@ async def list_repos(account_id: str, namespace: str, request: Request, who: Pri
         )
         return [core.repos.to_dict(r) for r in rows], cursor, total
 
-    items, cursor, total = await run_in_threadpool(run)
+    items, cursor, total = await read_call(core, run)
     return ok(items, result_info=list_info(items, cursor, limit, page, total))
 
 
@@ -121,22 +123,19 @@ async def create_repo(account_id: str, namespace: str, request: Request, who: Pr
     core = core_of(request)
 
     def run():
-        created = core.repos.create(
+        return core.repos.created_dict(core.repos.create(
             account_id, namespace, body.get("name"), description=body.get("description"),
-            default_branch=body.get("default_branch"), read_only=body.get("read_only", False),
-        )
-        out = core.repos.created_dict(created)
-        core.audit.record("repo.create", account_id=account_id, principal=who,
-                          resource=f"repo:{namespace}/{out['name']}", details={"repo_id": out["id"]})
-        return out
+            default_branch=body.get("default_branch"), read_only=body.get("read_only", False), principal=who,
+        ))
 
-    return ok(await run_in_threadpool(run), status=201)
+    return ok(await write_call(core, run), status=201)
 
 
 @router.get("/namespaces/{namespace}/repos/{name}")
 async def get_repo(account_id: str, namespace: str, name: str, request: Request, who: Principal = Depends(principal)):
     require(who, READ, account_id, namespace)
-    return ok(await run_in_threadpool(core_of(request).repos.get, account_id, namespace, name))
+    core = core_of(request)
+    return ok(await read_call(core, core.repos.get, account_id, namespace, name))
 
 
 @router.delete("/namespaces/{namespace}/repos/{name}", status_code=202)
@@ -158,8 +157,8 @@ async def list_tokens(account_id: str, namespace: str, name: str, request: Reque
     require(who, READ, account_id, namespace)
     page = query_int(request, "page", 1)
     per_page = query_int(request, "per_page", 30)
-    items, info = await run_in_threadpool(
-        lambda: core_of(request).tokens.list(
+    items, info = await read_call(
+        core_of(request), lambda: core_of(request).tokens.list(
             account_id, namespace, name, state=request.query_params.get("state", "active"),
             page=page, per_page=per_page,
         )
@@ -171,10 +170,9 @@ async def list_tokens(account_id: str, namespace: str, name: str, request: Reque
 async def create_token(account_id: str, namespace: str, request: Request, who: Principal = Depends(principal)):
     require(who, EDIT, account_id, namespace)
     body = await json_body(request)
-    result = await run_in_threadpool(
-        core_of(request).tokens.create, account_id, namespace, body.get("repo"),
-        body.get("scope", "write"), body.get("ttl", 86_400),
-    )
+    core = core_of(request)
+    result = await write_call(core, core.tokens.create, account_id, namespace, body.get("repo"),
+                              body.get("scope", "write"), body.get("ttl", 86_400))
     return ok(result, status=201)
 
 

@@ -20,14 +20,15 @@ import secrets
 import string
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from artifactd import ids
 from artifactd.errors import ArtifactsError, ErrorCode
 from artifactd.store.models import Account, ApiToken
+from artifactd.store.models_identity import Membership, User
 from artifactd.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -245,6 +246,21 @@ def ip_allowed(condition: dict | None, client_ip: str | None) -> bool:
     return hit(allow) if allow else True
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A refused credential, for :meth:`ApiTokenService.reject` to record."""
+
+    client_ip: str | None
+    prefix: str = ""
+    token_row: Any = None  # set when a valid token came from a refused address
+
+
+#: Built once: every authenticated REST request runs them.
+_API_TOKEN = (select(ApiToken, User).outerjoin(User, User.id == ApiToken.user_id)
+              .where(ApiToken.digest == bindparam("digest")))
+_ROLES = select(Membership.account_id, Membership.role).where(Membership.user_id == bindparam("user_id"))
+
+
 class ApiTokenService:
     def __init__(self, core: Core):
         self.core = core
@@ -278,13 +294,21 @@ class ApiTokenService:
         """Resolve an ``Authorization: Bearer`` header (API token or OAuth access token)
         to a principal, or raise 401 (403 for a token used from a refused address,
         429 while the client is being slowed down after repeated failures)."""
+        result = self.verify(authorization, client_ip)
+        if isinstance(result, Rejection):
+            self.reject(result)
+        return result
+
+    def verify(self, authorization: str | None, client_ip: str | None = None) -> Principal | Rejection:
+        """:meth:`authenticate` without the writes a refusal makes (audit event, failure
+        count): it only reads, so the HTTP layer may run it on the event loop and the
+        refusal (:meth:`reject`) in a worker thread. A malformed header raises at once."""
         if not authorization:
             raise unauthenticated("Authentication required: send Authorization: Bearer <API token>.")
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise unauthenticated("Authentication error: use Authorization: Bearer <API token>.")
-        throttle = self.core.throttle
         if credential.startswith(ACCESS_PREFIX):
             if not well_formed(credential, ACCESS_PREFIX):
                 raise unauthenticated()
@@ -294,66 +318,73 @@ class ApiTokenService:
                 raise unauthenticated()
             principal = self._authenticate_api_token(credential, client_ip)
         if principal is None:
-            self.core.audit.record("auth.token_rejected", outcome="failure", client_ip=client_ip,
-                                   details={"prefix": credential[:6]})
-            throttle.fail("token", client_ip)
-            raise unauthenticated()
+            return Rejection(client_ip, prefix=credential[:6])
         return principal
 
-    def _authenticate_api_token(self, credential: str, client_ip: str | None) -> Principal | None:
-        with self.core.db.session() as s:
-            row = s.scalars(select(ApiToken).where(ApiToken.digest == ids.digest(credential))).first()
-            now = utcnow()
+    def reject(self, rejection: Rejection) -> NoReturn:
+        """Record a refused token (audit log, failure count) and raise its error."""
+        if rejection.token_row is not None:  # a valid token used from a refused address
+            row = rejection.token_row
+            self.core.audit.record("auth.ip_refused", outcome="failure", account_id=row.account_id,
+                                   actor_user_id=row.user_id, actor_kind="api_token", token_id=row.id,
+                                   client_ip=rejection.client_ip)
+            raise ArtifactsError(ErrorCode.FORBIDDEN,
+                                 f"Cannot use this API token from location: {rejection.client_ip or 'unknown'}.")
+        self.core.audit.record("auth.token_rejected", outcome="failure", client_ip=rejection.client_ip,
+                               details={"prefix": rejection.prefix})
+        self.core.throttle.fail("token", rejection.client_ip)
+        raise unauthenticated()
+
+    def _authenticate_api_token(self, credential: str, client_ip: str | None) -> Principal | Rejection | None:
+        now = utcnow()
+        with self.core.db.read() as s:
+            found = s.execute(_API_TOKEN, {"digest": ids.digest(credential)}).first()
+            if found is None:
+                return None
+            row, user = found
             if (
-                row is None
-                or row.status != "active"
+                row.status != "active"
                 or (row.expires_on is not None and row.expires_on <= now)
                 or (row.not_before is not None and row.not_before > now)
             ):
                 return None
             if not ip_allowed(row.condition, client_ip):
-                self.core.audit.record("auth.ip_refused", outcome="failure", account_id=row.account_id,
-                                       actor_user_id=row.user_id, actor_kind="api_token", token_id=row.id,
-                                       client_ip=client_ip)
-                raise ArtifactsError(ErrorCode.FORBIDDEN,
-                                     f"Cannot use this API token from location: {client_ip or 'unknown'}.")
-            self.touch(row, now, client_ip)
+                return Rejection(client_ip, token_row=row)
             roles: dict[str, str] = {}
             email = None
             if row.user_id is not None:
-                from artifactd.store.models_identity import Membership, User
-
-                user = s.get(User, row.user_id)
                 if user is None or user.status != "active":
                     return None
                 email = user.email
-                roles = dict(s.execute(select(Membership.account_id, Membership.role)
-                                       .where(Membership.user_id == row.user_id)).all())
-            grants = (grants_from_policies(row.policies, roles if row.user_id else None) or NOTHING) \
-                if row.policies else ()
-            return Principal(
-                account_id=row.account_id,
-                permissions=frozenset(row.permissions or ()),
-                namespaces=frozenset(row.namespaces) if row.namespaces is not None else None,
-                token_id=row.id,
-                kind="api_token" if row.user_id else "account_token",
-                user_id=row.user_id,
-                user_email=email,
-                grants=grants,
-                expires_on=row.expires_on,
-                client_ip=client_ip,
-                roles=roles,
-            )
+                roles = dict(s.execute(_ROLES, {"user_id": row.user_id}).all())
+        self.record_use(ApiToken, row, now, client_ip)
+        grants = (grants_from_policies(row.policies, roles if row.user_id else None) or NOTHING) \
+            if row.policies else ()
+        return Principal(
+            account_id=row.account_id,
+            permissions=frozenset(row.permissions or ()),
+            namespaces=frozenset(row.namespaces) if row.namespaces is not None else None,
+            token_id=row.id,
+            kind="api_token" if row.user_id else "account_token",
+            user_id=row.user_id,
+            user_email=email,
+            grants=grants,
+            expires_on=row.expires_on,
+            client_ip=client_ip,
+            roles=roles,
+        )
 
-    def touch(self, row, now: dt.datetime, client_ip: str | None) -> None:
+    def record_use(self, model: Any, row: Any, now: dt.datetime, client_ip: str | None) -> None:
         """Record last use, at most once per ``token_last_used_resolution`` seconds (or
-        when the client IP changes), so a busy token does not write on every request."""
+        when the client IP changes), so a busy token does not write on every request:
+        authentication itself only reads."""
         resolution = dt.timedelta(seconds=self.core.settings.token_last_used_resolution)
         if row.last_used_on is None or now - row.last_used_on >= resolution or (
             client_ip and row.last_used_ip != client_ip and now - row.last_used_on >= dt.timedelta(seconds=1)
         ):
-            row.last_used_on = now
-            row.last_used_ip = client_ip
+            with self.core.db.session() as s:
+                s.execute(update(model).where(model.id == row.id)
+                          .values(last_used_on=now, last_used_ip=client_ip))
 
 
 def require(principal: Principal, permission: str, account_id: str, namespace: str | None = None) -> None:

@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from artifactd.errors import invalid
 from artifactd.store.models_identity import AuditEvent
@@ -20,30 +21,41 @@ if TYPE_CHECKING:
     from artifactd.services.core import Core
 
 log = logging.getLogger("artifactd.audit")
+_INSERT = AuditEvent.__table__.insert()
 
 
 class AuditService:
     def __init__(self, core: Core):
         self.core = core
 
-    def record(self, action: str, *, outcome: str = "success", account_id: str | None = None,
-               actor_user_id: str | None = None, actor_email: str | None = None, actor_kind: str | None = None,
-               token_id: str | None = None, client_ip: str | None = None, resource: str | None = None,
-               details: dict[str, Any] | None = None, principal: Principal | None = None) -> None:
+    def record(self, action: str, **fields: Any) -> None:
+        """Write one event in a transaction of its own (see :meth:`event`)."""
+        try:
+            with self.core.db.session() as s:
+                self.add(s, action, **fields)
+        except Exception:  # the audit log must never turn a good request into a 500
+            log.exception("could not record audit event %s", action)
+
+    @classmethod
+    def add(cls, s: Session, action: str, **fields: Any) -> None:
+        """Insert one event in ``s``: in the transaction of the change it records."""
+        s.execute(_INSERT, cls.event(action, **fields))
+
+    @staticmethod
+    def event(action: str, *, outcome: str = "success", account_id: str | None = None,
+              actor_user_id: str | None = None, actor_email: str | None = None, actor_kind: str | None = None,
+              token_id: str | None = None, client_ip: str | None = None, resource: str | None = None,
+              details: dict[str, Any] | None = None, principal: Principal | None = None) -> AuditEvent:
+        """The column values of an event row."""
         if principal is not None:
             actor_user_id = actor_user_id or principal.user_id
             actor_email = actor_email or principal.user_email
             actor_kind = actor_kind or principal.kind
             token_id = token_id or principal.token_id
             client_ip = client_ip or principal.client_ip
-        event = AuditEvent(account_id=account_id, action=action, outcome=outcome, actor_user_id=actor_user_id,
-                           actor_email=actor_email, actor_kind=actor_kind, token_id=token_id,
-                           client_ip=client_ip, resource=resource, details=details)
-        try:
-            with self.core.db.session() as s:
-                s.add(event)
-        except Exception:  # the audit log must never turn a good request into a 500
-            log.exception("could not record audit event %s", action)
+        return {"account_id": account_id, "action": action, "outcome": outcome, "actor_user_id": actor_user_id,
+                "actor_email": actor_email, "actor_kind": actor_kind, "token_id": token_id,
+                "client_ip": client_ip, "resource": resource, "details": details}
 
     def list(self, account_id: str | None, *, limit: int = 100, before: int | None = None,
              action: str | None = None) -> tuple[list[dict], int | None]:

@@ -81,12 +81,12 @@ class ContentService:
     # -- opening ----------------------------------------------------------------------
 
     def open(self, account_id: str, namespace: str, name: str) -> pygit2.Repository:
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             repo = self.core.repos.require(s, account_id, namespace, name)
-            path = self.core.storage.path(repo.storage_path)
         try:
+            path = self.core.storage.ensure(repo.storage_path, repo.default_branch)
             return pygit2.Repository(str(path))
-        except pygit2.GitError:
+        except (pygit2.GitError, OSError):
             raise ArtifactsError(ErrorCode.INTERNAL_ERROR, "Repository storage unavailable.") from None
 
     # -- refs -------------------------------------------------------------------------

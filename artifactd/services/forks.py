@@ -70,12 +70,13 @@ class ForkService:
                 s.add(RepoJob(repo_id=repo_id, kind="fork", owner=jobs.owner, heartbeat_at=now, created_at=now,
                               params={"parent_id": parent.id, "default_branch_only": default_branch_only}))
                 _, token = core.tokens.mint(s, repo, "write", 86_400)
-                parent_path = core.storage.path(parent.storage_path)
+                parent_storage = (parent.storage_path, parent.default_branch)
         except IntegrityError:
             raise ArtifactsError(ErrorCode.ALREADY_EXISTS, f"repo already exists: {name}") from None
 
         jobs.track(repo_id)
         try:
+            parent_path = core.storage.ensure(*parent_storage)  # a never-used parent has no files yet
             result = fork_storage(core.settings, parent_path, core.storage.path(storage_path), repo.default_branch,
                                   default_branch_only=default_branch_only,
                                   lock_timeout=core.settings.fork_lock_timeout_seconds)
@@ -132,6 +133,7 @@ class ForkService:
             elif not parent_ready:
                 raise ParentGone("parent")
             else:
+                core.storage.ensure(parent.storage_path, parent.default_branch)
                 fork_storage(core.settings, parent_path, target, branch, default_branch_only=only,
                              lock_timeout=core.settings.fork_lock_timeout_seconds)
         except Exception as e:

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,15 +36,18 @@ def decode_cursor(cursor: str) -> dict:
         raise invalid("Invalid cursor.") from None
 
 
+#: Built once: most requests look a namespace up.
+_FIND = select(Namespace).where(Namespace.account_id == bindparam("account_id"),
+                                Namespace.name_key == bindparam("name_key"))
+
+
 class NamespaceService:
     def __init__(self, core: Core):
         self.core = core
 
     @staticmethod
     def find(s: Session, account_id: str, name: str) -> Namespace | None:
-        return s.scalars(
-            select(Namespace).where(Namespace.account_id == account_id, Namespace.name_key == name.lower())
-        ).first()
+        return s.scalars(_FIND, {"account_id": account_id, "name_key": name.lower()}).first()
 
     def get_or_create(self, s: Session, account_id: str, name: str) -> Namespace:
         """Implicit creation, as a repo create does: unrestricted jurisdiction."""
@@ -86,7 +89,7 @@ class NamespaceService:
             raise ArtifactsError(ErrorCode.ALREADY_EXISTS, f"namespace already exists: {name}") from None
 
     def get(self, account_id: str, name: str) -> dict:
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             ns = self.require(s, account_id, name)
             return self.to_dict(ns, self._repo_count(s, ns.id))
 
@@ -104,7 +107,7 @@ class NamespaceService:
             if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= validation.MAX_INT32:
                 raise invalid("Invalid cursor.")
             q = q.where(Namespace.id > after)
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             total = s.scalar(select(func.count()).select_from(Namespace).where(Namespace.account_id == account_id))
             rows = list(s.scalars(q.limit(limit + 1)))
             more = len(rows) > limit

@@ -424,7 +424,7 @@ class OAuthService:
 
     def authenticate_access(self, token: str, client_ip: str | None) -> Principal | None:
         now = utcnow()
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             found = s.execute(
                 select(OAuthToken, OAuthGrant, User)
                 .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
@@ -437,18 +437,18 @@ class OAuthService:
             if (row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now
                     or user.status != "active"):
                 return None
-            self.core.api_tokens.touch(row, now, client_ip)
             roles = dict(s.execute(select(Membership.account_id, Membership.role)
                                    .where(Membership.user_id == user.id)
                                    .order_by(Membership.created_at)).all())
             scopes = frozenset(scope_to_list(grant.scope))
-            return Principal(
-                account_id=next(iter(roles), ""), permissions=frozenset(), namespaces=None,
-                token_id=row.id, kind="oauth", user_id=user.id, user_email=user.email,
-                grants=tuple(self.grants_for(scopes, user.id, roles)) or NOTHING,
-                scopes=scopes, client_id=grant.client_id, expires_on=row.expires_at, client_ip=client_ip,
-                roles=roles,
-            )
+        self.core.api_tokens.record_use(OAuthToken, row, now, client_ip)
+        return Principal(
+            account_id=next(iter(roles), ""), permissions=frozenset(), namespaces=None,
+            token_id=row.id, kind="oauth", user_id=user.id, user_email=user.email,
+            grants=tuple(self.grants_for(scopes, user.id, roles)) or NOTHING,
+            scopes=scopes, client_id=grant.client_id, expires_on=row.expires_at, client_ip=client_ip,
+            roles=roles,
+        )
 
     @staticmethod
     def grants_for(scopes: frozenset[str], user_id: str, roles: dict[str, str]) -> list[Grant]:

@@ -2,11 +2,11 @@
 
 A process killed with SIGKILL (or a machine that lost power) can leave:
 
-- a push log whose push updated refs but whose ``last_push_at`` was never recorded;
+- a repo a first request was building in ``tmp/`` (:meth:`GitStorage.ensure`);
 - git lock files (``refs/heads/main.lock``) that would refuse every later push to that ref;
 - quarantine directories and temporary packs of pushes that never finished;
-- a repo directory with no repo row (a create that died before its commit, a delete that
-  died before its rename to the trash);
+- a repo directory with no repo row (a delete that died before its rename to the trash,
+  a first request that built a repo deleted meanwhile);
 - files in the trash (emptied by :meth:`GitStorage.prepare`).
 
 None of these is visible through the API. Another server process sharing the repo
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, update
 
 from artifactd.gitserver.forkstore import LOCK_NAME as FLOCK_NAME
+from artifactd.gitserver.storage import NEW_REPO_PREFIX
 from artifactd.store.models import Repo
 from artifactd.store.models_hardening import ServerLease
 from artifactd.store.types import utcnow
@@ -49,20 +50,19 @@ log = logging.getLogger("artifactd.recovery")
 HEARTBEAT_SECONDS = 10.0
 LEASE_EXPIRY_SECONDS = 45.0
 REPO_DIR_RE = re.compile(r"^[0-9a-z]{16}\.git$")
-PUSH_LOG_RE = re.compile(r"^push-(?P<repo>[0-9a-z]{16})-")
 
 
 @dataclass
 class RecoveryReport:
     others_alive: bool = False
-    pushes_recorded: int = 0
+    new_repos_removed: int = 0
     locks_removed: int = 0
     quarantines_removed: int = 0
     orphans_removed: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
     def any(self) -> bool:
-        return bool(self.pushes_recorded or self.locks_removed or self.quarantines_removed
+        return bool(self.new_repos_removed or self.locks_removed or self.quarantines_removed
                     or self.orphans_removed or any(self.extra.values()))
 
 
@@ -187,7 +187,7 @@ class Recovery:
         report = RecoveryReport(others_alive=self.leases.others_alive())
         grace = self.core.settings.recovery_grace_seconds if report.others_alive else 0.0
         now = time.time()
-        report.pushes_recorded = self._push_logs(grace, now)
+        report.new_repos_removed = self._new_repo_leftovers(grace, now)
         repos = self._repo_dirs()
         for path in repos:
             locks, quarantines = self._sweep_repo(path, grace, now)
@@ -205,21 +205,14 @@ class Recovery:
 
     # -- steps ----------------------------------------------------------------------
 
-    def _push_logs(self, grace: float, now: float) -> int:
-        tmp = self.core.settings.data_dir / "tmp"
+    def _new_repo_leftovers(self, grace: float, now: float) -> int:
+        """Repos a first use was building in tmp/ when its process died (GitStorage.ensure)."""
+        tmp = self.core.storage.tmp
         done = 0
-        for entry in sorted(tmp.glob("push-*")) if tmp.is_dir() else []:
-            if not _older_than(entry, grace, now):
-                continue
-            m = PUSH_LOG_RE.match(entry.name)
-            try:
-                if m and entry.stat().st_size > 0:
-                    at = dt.datetime.fromtimestamp(entry.stat().st_mtime, dt.timezone.utc)
-                    self.core.repos.record_push(m.group("repo"), at=at)
-                    done += 1
-                entry.unlink()
-            except FileNotFoundError:
-                continue
+        for entry in tmp.glob(f"{NEW_REPO_PREFIX}*") if tmp.is_dir() else []:
+            if _older_than(entry, grace, now):
+                shutil.rmtree(entry, ignore_errors=True)
+                done += 1
         return done
 
     def _repo_dirs(self) -> list[Path]:

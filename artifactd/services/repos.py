@@ -18,10 +18,12 @@ from artifactd.store.models import Namespace, Repo
 from artifactd.store.types import isoformat, utcnow
 
 if TYPE_CHECKING:
+    from artifactd.services.apitokens import Principal
     from artifactd.services.core import Core
 
 log = logging.getLogger("artifactd.repos")
 
+_INSERT = Repo.__table__.insert()
 SORTS = ("created_at", "updated_at", "last_push_at", "name")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -81,7 +83,7 @@ class RepoService:
             raise ArtifactsError(code, repo.status_message or "The repository could not be created.")
 
     def get(self, account_id: str, namespace: str, name: str) -> dict:
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             return self.to_dict(self.require(s, account_id, namespace, name))
 
     # -- create ---------------------------------------------------------------------
@@ -95,7 +97,10 @@ class RepoService:
         description: Any = None,
         default_branch: Any = None,
         read_only: Any = False,
+        principal: Principal | None = None,
     ) -> Created:
+        """One transaction: the repo row, its first write token and (with ``principal``)
+        the audit event. No files: storage appears on first use (``GitStorage.ensure``)."""
         validation.namespace_name(namespace)
         validation.repo_name(name)
         description = validation.description(description)
@@ -103,52 +108,42 @@ class RepoService:
         read_only = validation.boolean(read_only, "read_only")
 
         repo_id = ids.new_id()
-        storage_path = self.core.storage.init_repo(repo_id, default_branch)
+        args = (account_id, namespace, name, repo_id, description, default_branch, read_only, principal)
         try:
             try:
-                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
-                                    default_branch, read_only)
+                return self._insert(*args)
             except IntegrityError:
                 # Either the name was taken concurrently, or the namespace was deleted
                 # between look-up and insert (then a second attempt recreates it).
-                with self.core.db.session() as s:
+                with self.core.db.read() as s:
                     if self.find(s, account_id, namespace, name) is not None:
                         raise
-                return self._insert(account_id, namespace, name, repo_id, storage_path, description,
-                                    default_branch, read_only)
+                return self._insert(*args)
         except IntegrityError:
-            self.core.storage.remove(storage_path)
             raise self._exists(name) from None
-        except BaseException:
-            self.core.storage.remove(storage_path)
-            raise
 
-    def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, storage_path: str,
-                description: str | None, default_branch: str, read_only: bool) -> Created:
+    def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, description: str | None,
+                default_branch: str, read_only: bool, principal: Principal | None) -> Created:
         with self.core.db.session() as s:
             ns = self.core.namespaces.get_or_create(s, account_id, namespace)
-            # No look-up first: the unique (namespace, name) constraint answers a taken
-            # name with an IntegrityError, which create() turns into ALREADY_EXISTS --
-            # one query less per creation (bench/README.md).
             now = utcnow()
-            repo = Repo(
-                id=repo_id,
-                account_id=account_id,
-                namespace_id=ns.id,
-                name=name,
-                name_key=name.lower(),
-                description=description,
-                default_branch=default_branch,
-                read_only=read_only,
-                status="ready",
-                storage_path=storage_path,
-                created_at=now,
-                updated_at=now,
-            )
-            repo.namespace = ns
-            s.add(repo)
-            s.flush()
+            values = {
+                "id": repo_id, "account_id": account_id, "namespace_id": ns.id, "name": name,
+                "name_key": name.lower(), "description": description, "default_branch": default_branch,
+                "read_only": read_only, "status": "ready", "status_code": None, "status_message": None,
+                "source": None, "storage_path": self.core.storage.relative_path_for(repo_id), "parent_id": None,
+                "created_at": now, "updated_at": now, "last_push_at": None,
+            }
+            # Plain INSERTs, no look-up first: the unique (namespace, name) constraint
+            # answers a taken name with an IntegrityError (create() makes it ALREADY_EXISTS),
+            # and a row nobody edits needs no unit-of-work flush (docs/benchmarks.md).
+            s.execute(_INSERT, values)
+            repo = Repo(**values)
             _, token = self.core.tokens.mint(s, repo, "write", 86_400)
+            if principal is not None:
+                self.core.audit.add(s, "repo.create", account_id=account_id, principal=principal,
+                                    resource=f"repo:{namespace}/{name}", details={"repo_id": repo_id})
+        repo.namespace = ns
         return Created(repo=repo, token=token)
 
     @staticmethod
@@ -212,7 +207,7 @@ class RepoService:
                 after = or_(key < value, and_(key == value, Repo.id < last_id))
             else:
                 after = or_(key > value, and_(key == value, Repo.id > last_id))
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             ns = self.core.namespaces.find(s, account_id, namespace)
             if ns is None:
                 return [], None, 0 if with_total else None

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from artifactd import ids, validation
@@ -73,6 +73,19 @@ class GitAccess:
     read_only: bool
     status: str
     name: str
+    default_branch: str
+
+
+_INSERT = RepoToken.__table__.insert()
+#: Built once: every Git request runs it (columns only, no ORM objects to build).
+_GIT_ACCESS = (
+    select(RepoToken.id.label("token_id"), RepoToken.scope, RepoToken.revoked_at, RepoToken.expires_at,
+           Repo.id.label("repo_id"), Repo.storage_path, Repo.read_only, Repo.status, Repo.name, Repo.name_key,
+           Repo.default_branch, Namespace.account_id, Namespace.name_key.label("ns_key"))
+    .join(Repo, RepoToken.repo_id == Repo.id)
+    .join(Namespace, Repo.namespace_id == Namespace.id)
+    .where(RepoToken.digest == bindparam("digest"))
+)
 
 
 class RepoTokenService:
@@ -85,13 +98,10 @@ class RepoTokenService:
         secret = "art_v1_" + secrets.token_hex(20)
         now = utcnow().replace(microsecond=0)
         expires_at = now + dt.timedelta(seconds=ttl)
-        row = RepoToken(
-            id=ids.new_id(), repo_id=repo.id, digest=ids.digest(secret), scope=scope,
-            created_at=utcnow(), expires_at=expires_at,
-        )
-        s.add(row)
-        s.flush()
-        return row, f"{secret}?expires={int(expires_at.timestamp())}"
+        values = {"id": ids.new_id(), "repo_id": repo.id, "digest": ids.digest(secret), "scope": scope,
+                  "created_at": utcnow(), "expires_at": expires_at, "revoked_at": None}
+        s.execute(_INSERT, values)  # a plain INSERT: no unit-of-work flush for a row nobody edits
+        return RepoToken(**values), f"{secret}?expires={int(expires_at.timestamp())}"
 
     def create(self, account_id: str, namespace: str, repo_name: Any, scope: Any = "write",
                ttl: Any = TTL_DEFAULT) -> dict:
@@ -112,7 +122,7 @@ class RepoTokenService:
         page = validation.integer(page, "page", 1)
         per_page = validation.integer(per_page, "per_page", 1, 100)
         now = utcnow()
-        with self.core.db.session() as s:
+        with self.core.db.read() as s:
             repo = self.core.repos.require(s, account_id, namespace, repo_name)
             where = [RepoToken.repo_id == repo.id]
             if state == "active":
@@ -173,25 +183,20 @@ class RepoTokenService:
         secret = secret_of(presented)
         if secret is None:
             return None
-        with self.core.db.session() as s:
-            row = s.execute(
-                select(RepoToken, Repo, Namespace)
-                .join(Repo, RepoToken.repo_id == Repo.id)
-                .join(Namespace, Repo.namespace_id == Namespace.id)
-                .where(RepoToken.digest == ids.digest(secret))
-            ).first()
+        with self.core.db.read() as s:
+            row = s.execute(_GIT_ACCESS, {"digest": ids.digest(secret)}).first()
         if row is None:
             return None
-        token, repo, ns = row
         if (
-            token.revoked_at is not None
-            or token.expires_at <= utcnow()
-            or ns.account_id != account_id
-            or ns.name_key != namespace.lower()
-            or repo.name_key != repo_name.lower()
+            row.revoked_at is not None
+            or row.expires_at <= utcnow()
+            or row.account_id != account_id
+            or row.ns_key != namespace.lower()
+            or row.name_key != repo_name.lower()
         ):
             return None
-        return GitAccess(token.id, token.scope, repo.id, repo.storage_path, repo.read_only, repo.status, repo.name)
+        return GitAccess(row.token_id, row.scope, row.repo_id, row.storage_path, row.read_only, row.status,
+                         row.name, row.default_branch)
 
     @staticmethod
     def to_dict(row: RepoToken, now: dt.datetime) -> dict:
