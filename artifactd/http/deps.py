@@ -55,8 +55,8 @@ def client_ip(request: Request) -> str | None:
 async def read_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a service call that only reads the store (and otherwise touches nothing but
     memory). On SQLite it runs right here on the event loop: a WAL read never waits for
-    a writer, takes ~0.1-0.5 ms, and a worker-thread hop cost ~0.5 ms of CPU per request
-    in GIL hand-offs (docs/benchmarks.md). Elsewhere (a database over the network) it
+    a writer, takes ~0.1-0.5 ms, and a worker-thread hop cost ~1 ms of CPU per request in
+    GIL hand-offs (docs/benchmarks.md). Elsewhere (a database over the network) it
     runs in a worker thread."""
     if core.db.inline_reads:
         return fn(*args, **kwargs)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -203,10 +203,12 @@ class RepoService:
                     raise invalid("Invalid cursor.")
             elif not isinstance(value, str) or "\x00" in value:
                 raise invalid("Invalid cursor.")
-            if direction == "desc":
-                after = or_(key < value, and_(key == value, Repo.id < last_id))
-            else:
-                after = or_(key > value, and_(key == value, Repo.id > last_id))
+            # A row-value comparison, not "key < v OR (key = v AND id < i)": SQLite and
+            # PostgreSQL both turn it into a range of the (namespace, key, id) index,
+            # where the OR form scanned up to the cursor (29 ms against 2 ms half-way
+            # through 100,000 repos; docs/benchmarks.md).
+            pair, bound = tuple_(key, Repo.id), tuple_(literal(value, key.type), literal(last_id, Repo.id.type))
+            after = pair < bound if direction == "desc" else pair > bound
         with self.core.db.read() as s:
             ns = self.core.namespaces.find(s, account_id, namespace)
             if ns is None:

@@ -102,28 +102,27 @@ class _WriterQueue:
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
-        if self._depth == 0 and self._path is not None:
-            try:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            except BaseException:
-                self._thread_lock.release()
-                raise
-        self._depth += 1
+        self._take(blocking=True)
 
     def acquire_nowait(self) -> bool:
         """Take the lock only if no thread or process holds it (then release with __exit__)."""
         if not self._thread_lock.acquire(blocking=False):
             return False
+        return self._take(blocking=False)
+
+    def _take(self, *, blocking: bool) -> bool:
+        """With the thread lock held: the flock too (outermost level only)."""
         if self._depth == 0 and self._path is not None:
             try:
                 if self._fd is None:
                     self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BaseException:
+                fcntl.flock(self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 self._thread_lock.release()
                 return False
+            except BaseException:
+                self._thread_lock.release()
+                raise
         self._depth += 1
         return True
 
