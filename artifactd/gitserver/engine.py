@@ -58,6 +58,27 @@ def git_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[
     return env
 
 
+_isolated: set[str] = set()
+
+
+def isolate_libgit2(settings: Settings) -> None:
+    """libgit2 (pygit2) must not read the server user's ~/.gitconfig or /etc/gitconfig
+    either: point every config search level at a directory of the server's own."""
+    import pygit2
+    from pygit2.enums import ConfigLevel
+
+    home = settings.data_dir / "git-home" / "libgit2"
+    if str(home) in _isolated:
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    _isolated.add(str(home))
+    for level in (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM, ConfigLevel.PROGRAMDATA):
+        try:
+            pygit2.settings.search_path[level] = str(home)
+        except (ValueError, pygit2.GitError):  # pragma: no cover - platform without that level
+            pass
+
+
 def valid_git_protocol(value: str | None) -> str | None:
     """The header value if it is well-formed, else None (it is then ignored)."""
     if value and len(value) <= 256 and GIT_PROTOCOL_RE.match(value):

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pygit2
-from pygit2.enums import ConfigLevel
 
 from artifactd import validation
+from artifactd.gitserver.engine import isolate_libgit2
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, not_found
 
 if TYPE_CHECKING:
@@ -54,16 +54,6 @@ def _enc(sig: pygit2.Signature) -> str | None:
     return getattr(sig, "_encoding", None)
 
 
-def _isolate_libgit2(home: Path) -> None:
-    """libgit2 must not read the server user's ~/.gitconfig or /etc/gitconfig."""
-    home.mkdir(parents=True, exist_ok=True)
-    for level in (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM, ConfigLevel.PROGRAMDATA):
-        try:
-            pygit2.settings.search_path[level] = str(home)
-        except (ValueError, pygit2.GitError):  # pragma: no cover - platform without that level
-            pass
-
-
 @dataclass
 class FileData:
     data: bytes
@@ -76,7 +66,7 @@ class FileData:
 class ContentService:
     def __init__(self, core: Core):
         self.core = core
-        _isolate_libgit2(core.settings.data_dir / "git-home" / "libgit2")
+        isolate_libgit2(core.settings)
 
     # -- opening ----------------------------------------------------------------------
 
