@@ -143,6 +143,7 @@ def markdown(results: dict) -> str:
                  f"{m.get('cpus')} CPUs, {m.get('mem_total_gib')} GiB, {m.get('git')}, {m.get('nginx')}, "
                  f"dulwich {m.get('dulwich')}, Python {m.get('python')}; load average "
                  f"{_load(m.get('load_average_start'))} at start, {_load(m.get('load_average_end'))} at end; "
+                 f"CPU probe {m.get('cpu_probe_ms_start', '-')} ms at start, {m.get('cpu_probe_ms_end', '-')} ms at end; "
                  f"{results.get('seconds', 0):.0f} s in all.")
     if repo:
         lines.append("")

@@ -6,14 +6,14 @@
     bench/run --size-mb 350 --objects 100000 --runs 5
     bench/run --sections git,rest --systems nginx,artifactd
 
-Sections:
+Sections (run in this order):
+  rest   repo creations and token mints per second over REST, with latency percentiles
+  scale  list and get latency with 100 and with 100,000 repos in one namespace
+  forks  fork time and extra disk for ~1, ~35 and ~350 MiB repos
   git    clone (full, --depth 1, --filter=blob:none), fetch of 10 commits, push of the whole
          repo, ls-remote p50/p99, 16 concurrent clones with server memory; against
          file://, git http-backend (nginx + fcgiwrap), dulwich, artifactd (SQLite) and
          artifactd (PostgreSQL), all started by this run on this machine
-  rest   repo creations and token mints per second over REST, with latency percentiles
-  forks  fork time and extra disk for ~1, ~35 and ~350 MiB repos
-  scale  list and get latency with 100 and with 100,000 repos in one namespace
 
 Writes ``results.json``, ``results.md`` and PNG charts to ``--results`` (default
 bench/results/). Generated repositories are cached in bench/.cache/.
@@ -62,7 +62,7 @@ DEFAULT_SYSTEMS = "file,nginx,dulwich,artifactd,artifactd-pg"
 #: artifactd flavours measured by the REST and scale sections
 REST_SYSTEMS = {"artifactd": ArtifactdServer, "artifactd-pg": ArtifactdPostgres, "artifactd-w2": ArtifactdWorkers2,
                 "artifactd-base": ArtifactdFromSource}
-SECTIONS = ("git", "rest", "forks", "scale")
+SECTIONS = ("rest", "scale", "forks", "git")
 MIB = 1 << 20
 
 
@@ -146,6 +146,22 @@ def machine_info() -> dict[str, Any]:
     with open("/proc/meminfo") as f:
         info["mem_total_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
     return info
+
+
+def cpu_probe_ms() -> float:
+    """Milliseconds of a fixed single-core workload (best of 5): how fast this machine
+    is right now, so runs on a shared or throttled VM can be compared."""
+    import hashlib
+
+    data = b"x" * (1 << 20)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(40):
+            hashlib.sha256(data).digest()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 1)
 
 
 def source_repo(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -275,18 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     work = Path(tempfile.mkdtemp(prefix="artifactd-bench-"))
     args.results.mkdir(parents=True, exist_ok=True)
+    results["machine"]["cpu_probe_ms_start"] = cpu_probe_ms()
     try:
+        # REST rates are absolute figures, so they run first, before the long Git section
+        # has had the CPU busy for minutes (this VM was seen to slow down by 1.5x under
+        # sustained load: cpu_probe_ms tells). Git figures are ratios between servers
+        # that take turns, which such a drift does not move.
+        if "rest" in args.sections:
+            results["rest"] = section_rest(args, work)
+        if "scale" in args.sections:
+            results["scale"] = section_scale(args, work)
+        if "forks" in args.sections:
+            results["forks"] = section_forks(args, work)
         if "git" in args.sections:
             source, results["repo"] = source_repo(args)
             log(f"repository: {results['repo']}")
             results["git"] = section_git(args, source, work)
-        if "rest" in args.sections:
-            results["rest"] = section_rest(args, work)
-        if "forks" in args.sections:
-            results["forks"] = section_forks(args, work)
-        if "scale" in args.sections:
-            results["scale"] = section_scale(args, work)
     finally:
+        results["machine"]["cpu_probe_ms_end"] = cpu_probe_ms()
         results["machine"]["load_average_end"] = os.getloadavg()
         results["seconds"] = round(time.time() - started, 1)
         shutil.rmtree(work, ignore_errors=True)
