@@ -74,6 +74,8 @@ def branch_name(value: object, field: str = "default_branch") -> str:
         or "//" in value
         or "@{" in value
         or value.endswith(("/", ".", ".lock"))
+        or value == "HEAD"  # git refuses a branch of that name
+        or value.startswith("refs/")  # would become refs/heads/refs/...: a full ref name given by mistake
         or any(seg.startswith(".") or seg.endswith(".lock") or seg == "" for seg in value.split("/"))
     )
     if bad:

@@ -85,6 +85,8 @@ def test_pagination_cursor_walks_everything(server: ServerProcess):
     ({}, 10101),
     ({"name": "ok-name", "read_only": "yes"}, 10100),
     ({"name": "ok-name", "default_branch": "a..b"}, 10100),
+    ({"name": "ok-name", "default_branch": "HEAD"}, 10100),
+    ({"name": "ok-name", "default_branch": "refs/heads/main"}, 10100),
     ({"name": "ok-name", "description": "x" * 1025}, 10100),
 ])
 def test_create_rejects_bad_input(server: ServerProcess, body: dict, code: int):
@@ -135,6 +137,8 @@ def test_tokens_create_list_revoke(server: ServerProcess, repo: dict):
                           ({"ttl": "60"}, 10103), ({"scope": "admin"}, 10100)):
             r = c.post("/namespaces/default/tokens", json={"repo": repo["name"], **bad})
             assert r.status_code == 400 and envelope_error(r)[0] == code, (bad, r.text)
+        r = c.post("/namespaces/default/tokens", json={"repo": repo["name"], "ttl": "600"})
+        assert envelope_error(r)[1] == "Invalid TTL: must be a whole number of seconds, not a string."
         r = c.post("/namespaces/default/tokens", json={"repo": "missing-repo"})
         assert r.status_code == 404 and envelope_error(r)[0] == 10200
 

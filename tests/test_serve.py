@@ -93,3 +93,48 @@ def test_no_secret_in_server_log(server: ServerProcess, repo: dict, git: GitClie
 
 def test_data_dir_is_private(server: ServerProcess):
     assert server.data_dir.stat().st_mode & 0o777 == 0o700
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_die_with_a_killed_parent_and_the_port_is_free_again(tmp_path: Path, database_url: str):
+    """--workers N: SIGKILL of the serving process must not leave workers holding the port."""
+    import os
+    import signal
+    import time
+
+    srv = ServerProcess(tmp_path / "data", database_url=database_url, extra_args=["--workers", "2"]).start()
+    try:
+        workers = {p for p in _children(srv.proc.pid) if "multiprocessing.resource_tracker" not in
+                   Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")}
+        assert len(workers) >= 2, workers
+        os.kill(srv.proc.pid, signal.SIGKILL)  # the parent only, not its process group
+        srv.proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers)
+        srv.start()  # same port, same data dir
+        with srv.api() as c:
+            assert c.get("/namespaces").status_code == 200
+    finally:
+        srv.stop()

@@ -37,8 +37,11 @@ if [ "$max_file" -gt 0 ]; then
     fi
 fi
 if [ "$max_repo" -gt 0 ]; then
-    # The repository's own objects plus the quarantined ones (inside objects/).
-    total=$(du -sb "$GIT_DIR/objects" | awk '{ print $1 }')
+    # The repository's own objects (not the quarantines of other pushes in flight, which
+    # git may delete mid-count) plus this push's quarantine.
+    own=$(du -sb --exclude='tmp_objdir-*' "$GIT_DIR/objects" 2>/dev/null | awk '{ print $1 }')
+    new=$(du -sb "$GIT_QUARANTINE_PATH" 2>/dev/null | awk '{ print $1 }')
+    total=$(( ${own:-0} + ${new:-0} ))
     if [ "$total" -gt "$max_repo" ]; then
         echo "artifactd: push declined: the repository would take $total bytes; the limit is $max_repo bytes." >&2
         exit 1

@@ -84,8 +84,27 @@ def create_app(core: Core):
     return app
 
 
+def _die_with_parent() -> None:
+    """A worker of ``--workers N`` ends when the process that started it does, even if
+    that one was killed with SIGKILL: otherwise orphaned workers keep the port and the
+    next start fails with "address already in use" (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_from_env():
     """uvicorn factory for multi-worker serving: settings from ``ARTIFACTD_*``."""
+    _die_with_parent()
     core = Core()
     core.storage.prepare()
     core.register()

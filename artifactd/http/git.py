@@ -311,21 +311,28 @@ class GitHTTP:
 
         idle = self.settings.body_idle_timeout_seconds or None
 
+        body = {"raw": 0, "ended": False}  # bytes received; whether the body was read to its end
+
+        async def next_message() -> dict:
+            try:
+                message = await asyncio.wait_for(receive(), idle)
+            except asyncio.TimeoutError:
+                raise ClientStalled from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            body["raw"] += len(message.get("body", b""))
+            if body["raw"] > limit:
+                raise BodyTooLarge
+            if not message.get("more_body", False):
+                body["ended"] = True
+            return message
+
         async def feed() -> None:
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
             total = 0  # bytes handed to git (inflated)
-            raw = 0  # bytes received
             while True:
-                try:
-                    message = await asyncio.wait_for(receive(), idle)
-                except asyncio.TimeoutError:
-                    raise ClientStalled from None
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
+                message = await next_message()
                 data = message.get("body", b"")
-                raw += len(data)
-                if raw > limit:
-                    raise BodyTooLarge
                 pieces = [data]
                 if inflater is not None and data:
                     if inflater.eof:
@@ -393,6 +400,17 @@ class GitHTTP:
                 if on_output is not None:
                     await on_output(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not started and not body["ended"]:
+                # git answered nothing and stopped reading before the body's end (it had
+                # what it needed): read the rest, so that a body over the limit is a 413
+                # whatever the timing, as when git is still reading.
+                if watcher is not None:
+                    watcher.cancel()
+                    watcher = None
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    await feed_task
+                while not body["ended"]:
+                    await next_message()
             code = await proc.wait()
             await stderr_task
             stderr_text = stderr_tail.decode(errors="replace")

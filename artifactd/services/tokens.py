@@ -40,10 +40,13 @@ def secret_of(token: str) -> str | None:
 
 
 def validate_ttl(ttl: Any) -> int:
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not TTL_MIN <= ttl <= TTL_MAX:
-        shown = ttl if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else repr(ttl)[:40]
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        kinds = {str: "a string", float: "a fraction", bool: "a boolean", list: "a list", dict: "an object"}
+        got = "null" if ttl is None else kinds.get(type(ttl), type(ttl).__name__)
+        raise ArtifactsError(ErrorCode.INVALID_TTL, f"Invalid TTL: must be a whole number of seconds, not {got}.")
+    if not TTL_MIN <= ttl <= TTL_MAX:
         raise ArtifactsError(
-            ErrorCode.INVALID_TTL, f"Invalid TTL {shown}: must be between {TTL_MIN} and {TTL_MAX} seconds."
+            ErrorCode.INVALID_TTL, f"Invalid TTL {ttl}: must be between {TTL_MIN} and {TTL_MAX} seconds."
         )
     return ttl
 
