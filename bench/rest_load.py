@@ -205,12 +205,12 @@ def bulk_insert_repos(database_url: str, data_dir, account_id: str, namespace: s
     return time.perf_counter() - t0
 
 
-def read_latency(srv, namespace: str, count: int, calls: int) -> dict[str, Any]:
-    """Sequential (one connection) latency of get, first list page, and a list page deep in
-    the namespace (by cursor), over REST."""
+def _read_loads(srv, namespace: str, count: int, calls: int, seed: int = 7) -> dict[str, LoadResult]:
+    """Sequential (one connection) get, first list page, and a list page deep in the
+    namespace (by cursor), over REST."""
     from artifactd.services.namespaces import encode_cursor
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
     names = [f"repo-{rng.randrange(count):06d}" for _ in range(calls)]
     get = load(srv.base_url, srv.api_token,
                lambda i: ("GET", _api_path(srv, f"/namespaces/{namespace}/repos/{names[i]}"), b""), calls, 1)
@@ -226,19 +226,37 @@ def read_latency(srv, namespace: str, count: int, calls: int) -> dict[str, Any]:
     deep = load(srv.base_url, srv.api_token,
                 lambda i: ("GET", _api_path(srv, f"/namespaces/{namespace}/repos?limit=50&cursor={cursor}"), b""),
                 calls, 1)
-    return {"repos": count, "get": get.summary(), "list_first_page": first.summary(),
-            "list_mid_page": deep.summary()}
+    return {"get": get, "list_first_page": first, "list_mid_page": deep}
+
+
+def read_latency(srv, namespace: str, count: int, calls: int) -> dict[str, Any]:
+    return {"repos": count, **{op: r.summary() for op, r in _read_loads(srv, namespace, count, calls).items()}}
 
 
 def scale_latency(srv, database_url: str, small: int = 100, big: int = 100_000, calls: int = 200,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for ns, count in (("scale-small", small), ("scale-big", big)):
+                  log: Callable[[str], None] = print, rounds: int = 10) -> dict[str, Any]:
+    """Reads in a namespace of ``small`` and one of ``big`` repos, taking turns round by
+    round (as the Git servers do): a machine whose speed drifts during the run (this VM
+    does) then weighs on both sizes alike."""
+    sizes = (("scale-small", small), ("scale-big", big))
+    for ns, count in sizes:
         secs = bulk_insert_repos(database_url, srv.data_dir, srv.account_id, ns, count)
         log(f"    inserted {count} repo rows in {secs:.1f} s")
-        # warm up the connection pool and caches the same way for both
-        read_latency(srv, ns, count, 20)
-        out[str(count)] = read_latency(srv, ns, count, calls)
+    for ns, count in sizes:  # warm up the connection pool and caches the same way for both
+        _read_loads(srv, ns, count, 20)
+    merged: dict[int, dict[str, LoadResult]] = {}
+    per_round = max(1, calls // rounds)
+    for r in range(rounds):
+        for ns, count in (sizes if r % 2 == 0 else sizes[::-1]):
+            for op, res in _read_loads(srv, ns, count, per_round, seed=r).items():
+                acc = merged.setdefault(count, {}).setdefault(op, LoadResult(requests=0, seconds=0.0))
+                acc.requests += res.requests
+                acc.seconds += res.seconds
+                acc.latencies += res.latencies
+                acc.errors += res.errors
+    out: dict[str, Any] = {}
+    for _, count in sizes:
+        out[str(count)] = {"repos": count, **{op: res.summary() for op, res in merged[count].items()}}
         r = out[str(count)]
         log(f"    {count:>7} repos: get p50 {r['get']['p50_ms']} ms p99 {r['get']['p99_ms']} ms; list p50 "
             f"{r['list_first_page']['p50_ms']} ms; mid-page p50 {r['list_mid_page']['p50_ms']} ms")
