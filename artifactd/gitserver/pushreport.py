@@ -13,6 +13,11 @@ it) it travels inside band 1 of an outer pkt-line stream whose band 2 carries pr
 from __future__ import annotations
 
 
+#: What :func:`_take` returns for a malformed length, and for a flush packet.
+_BAD = object()
+_FLUSH = object()
+
+
 class PushReport:
     """Feed receive-pack's stdout in order; :meth:`feed` says when the bytes so far
     include the first ``ok <ref>`` line."""
@@ -29,7 +34,7 @@ class PushReport:
         if self.updated or self._done:
             return self.updated
         self._outer += data
-        if self._sideband is None and self._outer:
+        if self._sideband is None:
             # A report starts with "unpack ..." (a pkt-line: 4 hex digits); under
             # side-band the first packet's payload starts with its band number (1-3).
             if len(self._outer) < 5:
@@ -40,48 +45,44 @@ class PushReport:
             self._outer.clear()
             self._scan_inner()
             return self.updated
-        while len(self._outer) >= 4:
-            size = _length(self._outer[:4])
-            if size is None:
+        while not self.updated and not self._done:
+            packet = _take(self._outer)
+            if packet is None:
+                break
+            if packet is _BAD or packet is _FLUSH:  # garbage, or the end of the side-band stream
                 self._done = True
-                break
-            if size == 0:  # flush: end of the side-band stream
-                self._done = True
-                break
-            if size < 4 or len(self._outer) < size:
-                if size < 4:
-                    self._done = True
-                break
-            packet = bytes(self._outer[4:size])
-            del self._outer[:size]
-            if packet[:1] == b"\x01":
+            elif packet[:1] == b"\x01":
                 self._inner += packet[1:]
                 self._scan_inner()
-                if self.updated:
-                    break
         return self.updated
 
     def _scan_inner(self) -> None:
-        while len(self._inner) >= 4 and not self.updated:
-            size = _length(self._inner[:4])
-            if size is None:
+        while not self.updated and not self._done:
+            line = _take(self._inner)
+            if line is None:
+                return
+            if line is _BAD:
                 self._done = True
-                return
-            if size == 0:
-                del self._inner[:4]
-                continue
-            if size < 4 or len(self._inner) < size:
-                if size < 4:
-                    self._done = True
-                return
-            line = bytes(self._inner[4:size])
-            del self._inner[:size]
-            if line.startswith(b"ok "):
+            elif line is not _FLUSH and line.startswith(b"ok "):  # type: ignore[union-attr]
                 self.updated = True
 
 
-def _length(head: bytes | bytearray) -> int | None:
-    try:
-        return int(head, 16)
-    except ValueError:
+def _take(buf: bytearray) -> bytes | object | None:
+    """Remove the next whole pkt-line from ``buf``: its payload (``_FLUSH`` for a flush
+    packet), ``_BAD`` for a malformed length, None while it is incomplete."""
+    if len(buf) < 4:
         return None
+    try:
+        size = int(buf[:4], 16)
+    except ValueError:
+        return _BAD
+    if size == 0:
+        del buf[:4]
+        return _FLUSH
+    if size < 4:
+        return _BAD
+    if len(buf) < size:
+        return None
+    payload = bytes(buf[4:size])
+    del buf[:size]
+    return payload
