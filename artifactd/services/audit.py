@@ -45,7 +45,7 @@ class AuditService:
     def event(action: str, *, outcome: str = "success", account_id: str | None = None,
               actor_user_id: str | None = None, actor_email: str | None = None, actor_kind: str | None = None,
               token_id: str | None = None, client_ip: str | None = None, resource: str | None = None,
-              details: dict[str, Any] | None = None, principal: Principal | None = None) -> AuditEvent:
+              details: dict[str, Any] | None = None, principal: Principal | None = None) -> dict[str, Any]:
         """The column values of an event row."""
         if principal is not None:
             actor_user_id = actor_user_id or principal.user_id
