@@ -116,8 +116,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_workers_die_with_a_killed_parent_and_the_port_is_free_again(tmp_path: Path, database_url: str):
+def test_workers_die_with_a_killed_parent_and_the_port_is_free_again(tmp_path: Path):
     """--workers N: SIGKILL of the serving process must not leave workers holding the port."""
+    import os
+
+    from artifactd.testing.server import temporary_database
+
+    with temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url:
+        _workers_die_with_parent(tmp_path, url)
+
+
+def _workers_die_with_parent(tmp_path: Path, database_url: str) -> None:
     import os
     import signal
     import time
