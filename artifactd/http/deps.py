@@ -13,7 +13,7 @@ from starlette.requests import Request
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, rate_limited
 from artifactd.services import Core
 from artifactd.services.apitokens import Principal, Rejection
-from artifactd.services.ratelimit import CONTROL_PLANE
+from artifactd.services.ratelimit import CONTROL_PLANE, Decision
 
 MAX_JSON_BODY = 1024 * 1024
 T = TypeVar("T")
@@ -69,11 +69,19 @@ async def write_call(core: Core, fn: Callable[..., T], *args: Any, **kwargs: Any
     the writers' queue, so it cannot wait on a lock: the GIL hand-offs of a worker thread
     cost more CPU than the write itself (docs/benchmarks.md). Otherwise, and on other
     databases, it runs in a worker thread, which may wait its turn."""
-    if core.db.inline_reads:
-        with core.db.writer_if_free() as free:
-            if free:
-                return fn(*args, **kwargs)
+    with core.db.writer_if_free() as free:  # never free on other databases
+        if free:
+            return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def rate_limit_hit(core: Core, kind: str, key: str) -> Decision:
+    """Count a request against its rate limit: right here when the counters are in
+    memory, in a worker thread when they are in Redis or the database."""
+    limits = core.rate_limits
+    if not limits.blocking or limits.limits[kind] <= 0:
+        return limits.hit(kind, key)
+    return await run_in_threadpool(limits.hit, kind, key)
 
 
 async def principal(request: Request) -> Principal:
@@ -91,7 +99,7 @@ async def principal(request: Request) -> Principal:
     namespace = request.path_params.get("namespace")
     limits = core.rate_limits
     key = limits.control_plane_key(who.account_id, namespace if isinstance(namespace, str) else None)
-    decision = await limits.hit_async(CONTROL_PLANE, key)
+    decision = await rate_limit_hit(core, CONTROL_PLANE, key)
     if not decision.allowed:
         raise rate_limited(decision.retry_after, f"namespace {namespace!r}" if namespace else "this account")
     return who

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from artifactd.gitserver.engine import git_env, valid_git_protocol
 from artifactd.gitserver.pushreport import PushReport
-from artifactd.http.deps import read_call, write_call
+from artifactd.http.deps import rate_limit_hit, read_call, write_call
 from artifactd.http.gitauth import parse_authorization
 from artifactd.services import Core
 from artifactd.services.ratelimit import GIT
@@ -151,7 +151,7 @@ class GitHTTP:
                                        m.group("repo"), service)
         if access is None:
             return
-        decision = await self.core.rate_limits.hit_async(GIT, access.repo_id)
+        decision = await rate_limit_hit(self.core, GIT, access.repo_id)
         if not decision.allowed:
             await send_text(send, 429, f"Rate limit exceeded for this repository; retry after "
                             f"{decision.retry_after} s", [(b"retry-after", str(decision.retry_after).encode())])
@@ -264,23 +264,22 @@ class GitHTTP:
             await send_text(send, 413, f"Request body exceeds the limit of {limit} bytes")
             return
 
-        on_output: Callable[[bytes], Awaitable[None]] | None = None
+        record_if_pushed: Callable[[bytes], Awaitable[None]] | None = None
         if service == "git-receive-pack":
             env = {**env, "ARTIFACTD_MAX_FILE_BYTES": str(self.settings.max_file_bytes),
                    "ARTIFACTD_MAX_REPO_BYTES": str(self.settings.max_repo_bytes)}
             report = PushReport()
-            recorded = False
 
-            async def on_output(chunk: bytes) -> None:
+            async def record(chunk: bytes) -> None:
                 # Before the bytes that tell the client a ref moved: a push it sees
                 # succeed always has its metadata written (gitserver/pushreport.py).
-                nonlocal recorded
-                if not recorded and report.feed(chunk):
-                    recorded = True
+                if not report.updated and report.feed(chunk):  # the chunk with the first "ok"
                     await write_call(self.core, self.core.repos.record_push, access.repo_id)
 
+            record_if_pushed = record
+
         async with self.slots:
-            await self._pump(receive, send, service, path, env, gzipped, limit, on_output=on_output)
+            await self._pump(receive, send, service, path, env, gzipped, limit, on_output=record_if_pushed)
 
     def request_limit(self, service: str, gzipped: bool) -> int:
         """The largest request body of a service, counted after gzip inflation.

@@ -260,7 +260,13 @@ class Rejection:
 _API_TOKEN = (select(*ApiToken.__table__.c, User.status.label("user_status"), User.email.label("user_email"))
               .outerjoin(User, User.id == ApiToken.user_id)
               .where(ApiToken.digest == bindparam("digest")))
-_ROLES = select(Membership.account_id, Membership.role).where(Membership.user_id == bindparam("user_id"))
+_ROLES = (select(Membership.account_id, Membership.role).where(Membership.user_id == bindparam("user_id"))
+          .order_by(Membership.created_at))
+
+
+def roles_of(s: Session, user_id: str) -> dict[str, str]:
+    """A user's role by account, oldest membership first."""
+    return dict(s.execute(_ROLES, {"user_id": user_id}).all())
 
 
 class ApiTokenService:
@@ -357,7 +363,7 @@ class ApiTokenService:
                 if row.user_status != "active":  # None: the user is gone
                     return None
                 email = row.user_email
-                roles = dict(s.execute(_ROLES, {"user_id": row.user_id}).all())
+                roles = roles_of(s, row.user_id)
         self.record_use(ApiToken, row, now, client_ip)
         grants = (grants_from_policies(row.policies, roles if row.user_id else None) or NOTHING) \
             if row.policies else ()

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pygit2
 
 from artifactd import validation
-from artifactd.gitserver.engine import isolate_libgit2
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, not_found
+from artifactd.gitserver.engine import isolate_libgit2
 
 if TYPE_CHECKING:
     from artifactd.services.core import Core

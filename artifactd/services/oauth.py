@@ -46,6 +46,7 @@ from artifactd.services.apitokens import (
     Grant,
     Principal,
     generate_token,
+    roles_of,
     well_formed,
 )
 from artifactd.store.models_identity import Membership, OAuthCode, OAuthGrant, OAuthToken, ServerSecret, User
@@ -437,9 +438,7 @@ class OAuthService:
             if (row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now
                     or user.status != "active"):
                 return None
-            roles = dict(s.execute(select(Membership.account_id, Membership.role)
-                                   .where(Membership.user_id == user.id)
-                                   .order_by(Membership.created_at)).all())
+            roles = roles_of(s, user.id)
             scopes = frozenset(scope_to_list(grant.scope))
         self.core.api_tokens.record_use(OAuthToken, row, now, client_ip)
         return Principal(

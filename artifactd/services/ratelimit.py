@@ -126,14 +126,6 @@ class RateLimiter:
         #: Whether :meth:`hit` may wait on the network or disk (memory counters never do).
         self.blocking = backend != "memory"
 
-    async def hit_async(self, kind: str, key: str) -> Decision:
-        """:meth:`hit` for the event loop: in a worker thread only when it may block."""
-        if not self.blocking or self.limits[kind] <= 0:
-            return self.hit(kind, key)
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(self.hit, kind, key)
-
     def hit(self, kind: str, key: str, now: float | None = None) -> Decision:
         """Count one request against ``key`` and say whether it may proceed."""
         limit = self.limits[kind]
