@@ -39,7 +39,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
     """Run the server (REST control plane and Git smart HTTP)."""
     import uvicorn
 
-    from artifactd.http.app import create_app
+    from artifactd.http.app import SUPERVISOR_PID_ENV, create_app
     from artifactd.services import Core
 
     if bool(tls_cert) != bool(tls_key):
@@ -73,6 +73,7 @@ def serve(data_dir: Path, host: str, port: int, public_url: str, database_url: s
             "ARTIFACTD_PUBLIC_URL": public_url, "ARTIFACTD_DATABASE_URL": database_url,
             "ARTIFACTD_GIT_HOST_TEMPLATE": git_host_template,
             "ARTIFACTD_TLS_CERTFILE": tls_cert, "ARTIFACTD_TLS_KEYFILE": tls_key,
+            SUPERVISOR_PID_ENV: str(os.getpid()),
         })
         core.close()
         uvicorn.run("artifactd.http.app:app_from_env", factory=True, workers=workers, **common)

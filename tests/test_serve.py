@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from artifactd.testing import GitClient, ServerProcess
 
@@ -116,25 +117,38 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_workers_die_with_a_killed_parent_and_the_port_is_free_again(tmp_path: Path):
-    """--workers N: SIGKILL of the serving process must not leave workers holding the port."""
+@pytest.mark.parametrize("when", ["serving", "starting"])
+def test_workers_die_with_a_killed_parent_and_the_port_is_free_again(tmp_path: Path, when: str):
+    """--workers N: SIGKILL of the serving process must not leave workers holding the port,
+    also when it comes while the workers are still starting (they then learn of it late)."""
     import os
 
     from artifactd.testing.server import temporary_database
 
     with temporary_database(os.environ.get("ARTIFACTD_TEST_DATABASE", "")) as url:
-        _workers_die_with_parent(tmp_path, url)
+        _workers_die_with_parent(tmp_path, url, when)
 
 
-def _workers_die_with_parent(tmp_path: Path, database_url: str) -> None:
+def _workers(pid: int) -> set[int]:
+    return {p for p in _children(pid) if "multiprocessing.resource_tracker" not in
+            Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")}
+
+
+def _workers_die_with_parent(tmp_path: Path, database_url: str, when: str) -> None:
     import os
     import signal
     import time
 
-    srv = ServerProcess(tmp_path / "data", database_url=database_url, extra_args=["--workers", "2"]).start()
+    srv = ServerProcess(tmp_path / "data", database_url=database_url, extra_args=["--workers", "2"])
     try:
-        workers = {p for p in _children(srv.proc.pid) if "multiprocessing.resource_tracker" not in
-                   Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")}
+        if when == "serving":
+            srv.start()
+            workers = _workers(srv.proc.pid)
+        else:
+            srv.launch()
+            deadline = time.monotonic() + 30
+            while len(workers := _workers(srv.proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
         assert len(workers) >= 2, workers
         os.kill(srv.proc.pid, signal.SIGKILL)  # the parent only, not its process group
         srv.proc.wait()

@@ -84,6 +84,9 @@ def create_app(core: Core):
     return app
 
 
+SUPERVISOR_PID_ENV = "ARTIFACTD_SUPERVISOR_PID"
+
+
 def _die_with_parent() -> None:
     """A worker of ``--workers N`` ends when the process that started it does, even if
     that one was killed with SIGKILL: otherwise orphaned workers keep the port and the
@@ -92,7 +95,9 @@ def _die_with_parent() -> None:
     import os
     import signal
 
-    parent = os.getppid()
+    # The supervisor's pid comes from the environment, not getppid() here: the parent may
+    # die while this worker still imports, and then getppid() already names init.
+    parent = int(os.environ.get(SUPERVISOR_PID_ENV) or os.getppid())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

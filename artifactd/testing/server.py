@@ -86,6 +86,12 @@ class ServerProcess:
         return self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
     def start(self, timeout: float = 30) -> ServerProcess:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> ServerProcess:
+        """Spawn the server without waiting for it to answer."""
         env = {**os.environ, **self.extra_env}
         env.pop("ARTIFACTD_PUBLIC_URL", None)
         if self.database_url:
@@ -98,6 +104,9 @@ class ServerProcess:
              "--port", str(self.port), "--log-level", "warning", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -112,9 +121,12 @@ class ServerProcess:
             raise RuntimeError(f"artifactd did not start:\n{self.log_path.read_text()}")
         boot = json.loads((self.data_dir / "bootstrap.json").read_text())
         self.account_id, self.api_token = boot["account_id"], boot["api_token"]
-        return self
 
     def stop(self, sig: int = 15) -> None:
+        if self.proc and self.proc.poll() is not None:
+            # The leader is gone; whatever is left of its session (orphaned workers) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
         if self.proc and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
