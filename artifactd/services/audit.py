@@ -10,9 +10,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from artifactd.errors import invalid
+from artifactd.store.db import Executor
 from artifactd.store.models_identity import AuditEvent
 from artifactd.store.types import isoformat
 
@@ -37,7 +37,7 @@ class AuditService:
             log.exception("could not record audit event %s", action)
 
     @classmethod
-    def add(cls, s: Session, action: str, **fields: Any) -> None:
+    def add(cls, s: Executor, action: str, **fields: Any) -> None:
         """Insert one event in ``s``: in the transaction of the change it records."""
         s.execute(_INSERT, cls.event(action, **fields))
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
 
 from artifactd import ids, validation
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, not_found
+from artifactd.store.db import Executor
 from artifactd.store.models import Namespace, Repo, RepoToken
 from artifactd.store.types import isoformat, utcnow
 
@@ -95,7 +95,7 @@ class RepoTokenService:
     def __init__(self, core: Core):
         self.core = core
 
-    def mint(self, s: Session, repo: Repo, scope: Any = "write", ttl: Any = TTL_DEFAULT) -> tuple[RepoToken, str]:
+    def mint(self, s: Executor, repo: Repo, scope: Any = "write", ttl: Any = TTL_DEFAULT) -> tuple[RepoToken, str]:
         scope = validate_scope(scope)
         ttl = validate_ttl(ttl)
         secret = "art_v1_" + secrets.token_hex(20)
