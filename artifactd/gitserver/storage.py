@@ -22,9 +22,10 @@ updates=$(cat)
 max_file=${ARTIFACTD_MAX_FILE_BYTES:-0}
 max_repo=${ARTIFACTD_MAX_REPO_BYTES:-0}
 if [ "$max_file" -gt 0 ]; then
-    # Only the quarantined (new) objects: no alternates, not the repository's own store.
+    # Only the quarantined (new) objects: no alternates, not the repository's own store;
+    # in pack order (--unordered), which reads the pack front to back.
     big=$(env -u GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_OBJECT_DIRECTORY="$GIT_QUARANTINE_PATH" \
-          git cat-file --batch-all-objects --batch-check='%(objecttype) %(objectsize) %(objectname)' |
+          git cat-file --batch-all-objects --unordered --batch-check='%(objecttype) %(objectsize) %(objectname)' |
           awk -v max="$max_file" '$1 == "blob" && $2 > max { print $3 " " $2; exit }')
     if [ -n "$big" ]; then
         sha=${big% *}
