@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from artifactd import ids, validation
 from artifactd.errors import ArtifactsError, ErrorCode, invalid, not_found
 from artifactd.services.namespaces import decode_cursor, encode_cursor
+from artifactd.store.db import Executor
 from artifactd.store.models import Namespace, Repo
 from artifactd.store.types import isoformat, utcnow
 
@@ -27,6 +28,11 @@ _INSERT = Repo.__table__.insert()
 #: The namespace a creation goes to: two columns (an ORM object cost ~0.2 ms more).
 _NAMESPACE = select(Namespace.id, Namespace.name).where(Namespace.account_id == bindparam("account_id"),
                                                         Namespace.name_key == bindparam("name_key"))
+#: What :meth:`RepoService.require_ready_row` reads.
+_READINESS = (select(Repo.id, Repo.name, Repo.status, Repo.status_code, Repo.status_message)
+              .join(Namespace, Repo.namespace_id == Namespace.id)
+              .where(Namespace.account_id == bindparam("account_id"), Namespace.name_key == bindparam("name_key"),
+                     Repo.name_key == bindparam("repo_key")))
 SORTS = ("created_at", "updated_at", "last_push_at", "name")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -68,7 +74,18 @@ class RepoService:
         """The repo, or NOT_FOUND; with ``ready``, the documented 409 while it is busy."""
         validation.namespace_name(namespace)
         validation.repo_name(name)
-        repo = self.find(s, account_id, namespace, name)
+        return self._required(self.find(s, account_id, namespace, name), name, ready)
+
+    def require_ready_row(self, s: Executor, account_id: str, namespace: str, name: str) -> Any:
+        """:meth:`require` (ready) as a plain row of the columns readiness needs, ``id``
+        among them: no ORM object, so it runs on a Core connection (token minting)."""
+        validation.namespace_name(namespace)
+        validation.repo_name(name)
+        row = s.execute(_READINESS, {"account_id": account_id, "name_key": namespace.lower(),
+                                     "repo_key": name.lower()}).first()
+        return self._required(row, name, True)
+
+    def _required(self, repo: Any, name: str, ready: bool) -> Any:
         if repo is None:
             raise not_found(f"Repository not found: {name}.")
         if ready:
@@ -76,7 +93,7 @@ class RepoService:
         return repo
 
     @staticmethod
-    def ensure_ready(repo: Repo) -> None:
+    def ensure_ready(repo: Any) -> None:
         if repo.status in _BUSY:
             code, message = _BUSY[repo.status]
             raise ArtifactsError(code, message.format(name=repo.name))

@@ -95,7 +95,8 @@ class RepoTokenService:
     def __init__(self, core: Core):
         self.core = core
 
-    def mint(self, s: Executor, repo: Repo, scope: Any = "write", ttl: Any = TTL_DEFAULT) -> tuple[RepoToken, str]:
+    def mint(self, s: Executor, repo: Any, scope: Any = "write", ttl: Any = TTL_DEFAULT) -> tuple[RepoToken, str]:
+        """Insert a token for ``repo`` (a Repo or a row: only its ``id`` is read)."""
         scope = validate_scope(scope)
         ttl = validate_ttl(ttl)
         secret = "art_v1_" + secrets.token_hex(20)
@@ -113,9 +114,9 @@ class RepoTokenService:
             raise invalid("repo is required and must be a string.")
         validate_scope(scope)
         validate_ttl(ttl)
-        with self.core.db.session() as s:
-            repo = self.core.repos.require(s, account_id, namespace, repo_name)
-            row, plaintext = self.mint(s, repo, scope, ttl)
+        with self.core.db.transaction() as c:  # Core, not the ORM: see RepoService._insert
+            repo = self.core.repos.require_ready_row(c, account_id, namespace, repo_name)
+            row, plaintext = self.mint(c, repo, scope, ttl)
             return {"id": row.id, "plaintext": plaintext, "scope": row.scope, "expires_at": isoformat(row.expires_at)}
 
     def list(self, account_id: str, namespace: str, repo_name: str, *, state: str = "active",
