@@ -95,11 +95,12 @@ class ArtifactdServer(GitServer):
     def url(self, repo: str) -> str:
         return self.remotes[repo_name(repo)]
 
-    def create_empty(self, name: str) -> str:
+    def create_empty(self, name: str, default_branch: str | None = None) -> str:
         """An empty repo with a write token; returns its remote (and configures auth for it)."""
         assert self.srv is not None, "server not started"
         short = repo_name(name)
-        created = self.srv.create_repo(NAMESPACE, short)
+        fields = {"default_branch": default_branch} if default_branch else {}
+        created = self.srv.create_repo(NAMESPACE, short, **fields)
         token = self.srv.mint(NAMESPACE, short, "write", TOKEN_TTL)
         remote = created["remote"]
         self.remotes[short] = remote
@@ -112,8 +113,11 @@ class ArtifactdServer(GitServer):
         served repo is in after the server's scheduled maintenance (``artifactd
         maintenance``: repacked, with bitmaps and a commit-graph) -- the state the
         baselines' copies of ``source`` are in. A repo straight after a push has no
-        bitmaps yet and clones ~2x slower (pack-objects must walk every object)."""
-        remote = self.create_empty(name)
+        bitmaps yet and clones ~2x slower (pack-objects must walk every object).
+        Its default branch is the one ``source``'s HEAD names, as in the baselines' copies
+        (a ``--repo`` whose HEAD is ``master``: HEAD must not name a missing ``main``)."""
+        head = git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=source, check=False).stdout.strip()
+        remote = self.create_empty(name, head or None)
         git(["push", "-q", "--mirror", remote], cwd=source, config=self.git_config, timeout=3600)
         self.maintenance(name)
 
@@ -165,7 +169,9 @@ class ArtifactdFromSource(ArtifactdServer):
     def __init__(self, root: str | os.PathLike[str], workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         if not self.source_dir:
             raise ValueError("ArtifactdFromSource.source_dir is not set")
-        super().__init__(root, workers, {"PYTHONPATH": self.source_dir, **(extra_env or {})})
+        # PYTHONSAFEPATH: `python -m artifactd` puts its cwd (bench/run's: this checkout)
+        # first on sys.path, ahead of PYTHONPATH, so without it this served the current tree
+        super().__init__(root, workers, {"PYTHONPATH": self.source_dir, "PYTHONSAFEPATH": "1", **(extra_env or {})})
 
 
 class ArtifactdWorkers2(ArtifactdServer):

@@ -5,7 +5,9 @@
 Scenarios (every clone is ``--bare``; the repo is served as ``repo.git``):
 
 * ``clone_full``, ``clone_depth1`` (``--depth 1``), ``clone_blobless`` (``--filter=blob:none``);
-* ``fetch_10`` -- a client holding ``main~10`` fetches ``main`` (10 new first-parent commits);
+* ``fetch_10`` -- a client holding ``<branch>~10`` fetches ``<branch>`` (10 new first-parent
+  commits; fewer on a shorter history, the number in ``commits``; skipped with one commit).
+  ``<branch>`` is what the served repo's HEAD names (``main`` for the generated one);
 * ``push_full`` -- ``git push --mirror`` of the whole repository into a new empty repo
   (created untimed before each run: ``git init --bare`` for the baselines, REST for artifactd);
 * ``ls_remote`` -- ``git ls-remote`` end to end (process start included), p50/p99;
@@ -42,7 +44,7 @@ from bench.measure import (
     process_tree,
     time_call,
 )
-from bench.suite import fetch_client, summarize_error
+from bench.suite import fetch_client, first_parent_depth, summarize_error
 
 MIB = 1 << 20
 SCENARIOS = ("clone_full", "clone_depth1", "clone_blobless", "fetch_10", "push_full", "ls_remote",
@@ -196,11 +198,16 @@ class _Scenario:
 
 def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, runs: int = 3, ls_calls: int = 200,
                               concurrent: int = 16, fetch_behind: int = 10, scenarios: tuple[str, ...] = SCENARIOS,
+                              branch: str = "main",
                               log: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:
     """Every scenario against every server (each already serving ``source`` as ``repo.git``),
     the servers taking turns run by run (in a rotating order), so that load from outside
-    the benchmark -- the machine may be shared -- falls on all of them alike."""
+    the benchmark -- the machine may be shared -- falls on all of them alike.
+
+    The fetch starts ``min(fetch_behind, first-parent commits of branch - 1)`` behind, so a
+    short history is measured rather than failing in every column."""
     names = list(servers)
+    behind = min(fetch_behind, first_parent_depth(source, branch) - 1) if "fetch_10" in scenarios else 0
     work = Path(tempfile.mkdtemp(prefix="bench-git-"))
     out: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     counter = [0]
@@ -225,9 +232,10 @@ def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, ru
 
         def reset() -> None:
             shutil.rmtree(dest, ignore_errors=True)
-            fetch_client(source, dest, fetch_behind)
+            fetch_client(source, dest, behind, branch)
 
-        return lambda: _single(lambda: git(["fetch", "-q", server.url("repo.git"), "+refs/heads/main:refs/heads/main"],
+        refspec = f"+refs/heads/{branch}:refs/heads/{branch}"
+        return lambda: _single(lambda: git(["fetch", "-q", server.url("repo.git"), refspec],
                                            cwd=dest, config=server.git_config), reset)
 
     def push_fn(server: GitServer) -> Callable[[], tuple[float, float]]:
@@ -250,6 +258,11 @@ def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, ru
         for scen, make in timed.items():
             if scen not in scenarios:
                 continue
+            if scen == "fetch_10" and behind < 1:
+                for n in names:
+                    out[n][scen] = {"skipped": "needs 2+ commits", "commits": 0}
+                log(f"  ({scen}: skipped, {branch} has a single commit)")
+                continue
             t0 = time.monotonic()
             state = {n: _Scenario() for n in names}
             for i in range(runs):
@@ -257,6 +270,8 @@ def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, ru
                     state[n].run(make(servers[n]))
             for n in names:
                 out[n][scen] = state[n].result()
+                if scen == "fetch_10":
+                    out[n][scen]["commits"] = behind
                 log(f"[{n}] {scen:<18} {_short(out[n][scen])}")
             log(f"  ({scen}: {time.monotonic() - t0:.0f} s)")
         if "ls_remote" in scenarios:
@@ -298,12 +313,14 @@ def git_scenarios_interleaved(servers: dict[str, GitServer], source: Path, *, ru
 def _short(r: dict[str, Any]) -> str:
     if "error" in r:
         return "ERROR " + r["error"]
+    if "skipped" in r:
+        return "skipped: " + r["skipped"]
     if "median_s" in r:
         return f"median {r['median_s']:.3f} s  samples {r['samples_s']}"
     if "p50_ms" in r:
         return f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms"
     if "total_s" in r:
-        mem = (f", own RSS {r['server_own_rss_before_mib']} -> {r['server_own_rss_peak_mib']} MiB"
+        mem = (f", own PSS {r['server_own_rss_before_mib']} -> {r['server_own_rss_peak_mib']} MiB"
                if "server_own_rss_peak_mib" in r else "")
         return f"{r['clients']} clients {r['total_s']:.2f} s, {r['failures']} failed{mem}"
     return str(r)

@@ -76,16 +76,16 @@ class PushClient:
         return run("commit-tree", tree, "-p", "main", "-m", f"bench push {self.count}")
 
 
-def fetch_client(source: Path, dest: Path, behind: int) -> None:
-    """A bare repo holding ``main~behind`` of ``source`` (and nothing newer)."""
-    old = git(["rev-parse", f"main~{behind}"], cwd=source).stdout.strip()
+def fetch_client(source: Path, dest: Path, behind: int, branch: str = "main") -> None:
+    """A bare repo holding ``branch~behind`` of ``source`` (and nothing newer)."""
+    old = git(["rev-parse", f"{branch}~{behind}"], cwd=source).stdout.strip()
     git(["init", "-q", "--bare", str(dest)])
-    git(["fetch", "-q", f"file://{source}", f"{old}:refs/heads/main"], cwd=dest,
+    git(["fetch", "-q", f"file://{source}", f"{old}:refs/heads/{branch}"], cwd=dest,
         config=["uploadpack.allowAnySHA1InWant=true"])
 
 
-def first_parent_depth(source: Path) -> int:
-    return int(git(["rev-list", "--count", "--first-parent", "main"], cwd=source).stdout)
+def first_parent_depth(source: Path, branch: str = "main") -> int:
+    return int(git(["rev-list", "--count", "--first-parent", branch], cwd=source).stdout)
 
 
 # --------------------------------------------------------------------------
