@@ -144,8 +144,8 @@ class RepoService:
 
     def _insert(self, account_id: str, namespace: str, name: str, repo_id: str, description: str | None,
                 default_branch: str, read_only: bool, principal: Principal | None) -> Created:
-        # Core statements on a connection, not an ORM session: they are all plain, and a
-        # session's per-statement overhead was a fifth of this call (docs/benchmarks.md).
+        # Core statements on a connection, not an ORM session: they are all plain, and the
+        # session's layers around them were a fifth of a creation's CPU (docs/benchmarks.md).
         with self.core.db.transaction() as s:
             found = s.execute(_NAMESPACE, {"account_id": account_id, "name_key": namespace.lower()}).first()
             if found is not None:
