@@ -115,6 +115,13 @@ def test_read_token_cannot_create_and_namespace_narrowing(server: ServerProcess)
                   c.delete(f"/namespaces/{b}/repos/outside")):
             assert r.status_code == 403, r.text
             assert repr(b) in r.json()["errors"][0]["message"]
+        # The namespaces it cannot read are not listed, nor counted.
+        listed = c.get("/namespaces", params={"page": 1, "per_page": 200}).json()
+        assert [n["namespace"] for n in listed["result"]] == [a]
+        assert listed["result_info"]["total_count"] == 1
+    with server.api(boot) as c:
+        everything = {n["namespace"] for n in c.get("/namespaces", params={"per_page": 200}).json()["result"]}
+        assert {a, b} <= everything
 
     # A deny policy carves a namespace out of an account-wide grant.
     carved = create_token(server, boot, {"name": "all-but-b", "policies": [
@@ -125,6 +132,13 @@ def test_read_token_cannot_create_and_namespace_narrowing(server: ServerProcess)
         assert c.get(f"/namespaces/{b}/repos/outside").status_code == 200  # read still allowed
         assert c.post(f"/namespaces/{b}/repos", json={"name": "y"}).status_code == 403
         assert c.post(f"/namespaces/{a}/repos", json={"name": "y"}).status_code == 201
+        assert b in {n["namespace"] for n in c.get("/namespaces", params={"per_page": 200}).json()["result"]}
+    unreadable = create_token(server, boot, {"name": "all-but-reading-b", "policies": [
+        policy(server.account_id, "Artifacts Read"),
+        policy(server.account_id, "Artifacts Read", namespaces=[b], effect="deny")]})
+    with server.api(unreadable["value"]) as c:
+        names = {n["namespace"] for n in c.get("/namespaces", params={"per_page": 200}).json()["result"]}
+        assert a in names and b not in names
 
 
 def test_bad_policies_are_refused(server: ServerProcess):

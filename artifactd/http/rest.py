@@ -64,8 +64,10 @@ async def list_namespaces(account_id: str, request: Request, who: Principal = De
     limit = query_int(request, "limit", query_int(request, "per_page", 100))
     page = query_int(request, "page", 0) if "page" in request.query_params else None
     core = core_of(request)
+    only, excluding = who.namespace_scope(READ, account_id)
     items, cursor, total = await read_call(
-        core, core.namespaces.list, account_id, limit, request.query_params.get("cursor") or None, page
+        core, core.namespaces.list, account_id, limit, request.query_params.get("cursor") or None, page,
+        only=only, excluding=excluding,
     )
     return ok(items, result_info=list_info(items, cursor, limit, page, total))
 

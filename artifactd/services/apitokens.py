@@ -166,6 +166,23 @@ class Principal:
                 return True
         return False
 
+    def namespace_scope(self, permission: str, account_id: str) -> tuple[frozenset[str] | None, frozenset[str]]:
+        """The namespaces of an account that ``permission`` reaches, as (allowed: None
+        for every one; denied): what a list of namespaces may show this caller."""
+        allowed: set[str] | None = set()
+        denied: set[str] = set()
+        for g in self._grant_list():
+            if g.account_id != account_id:
+                continue
+            if g.effect == "deny" and _denies(g.permissions, permission) and g.namespaces is not None:
+                denied |= g.namespaces
+            elif g.effect == "allow" and _allows(g.permissions, permission) and allowed is not None:
+                if g.namespaces is None:
+                    allowed = None
+                else:
+                    allowed |= g.namespaces
+        return (None if allowed is None else frozenset(allowed)), frozenset(denied)
+
     def can_on_user(self, permission: str, user_id: str) -> bool:
         grants = [g for g in self._grant_list() if g.user_id is not None and g.user_id == user_id]
         if any(g.effect == "deny" and _denies(g.permissions, permission) for g in grants):

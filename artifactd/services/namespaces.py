@@ -94,12 +94,20 @@ class NamespaceService:
             return self.to_dict(ns, self._repo_count(s, ns.id))
 
     def list(self, account_id: str, limit: int = 100, cursor: str | None = None,
-             page: int | None = None) -> tuple[list[dict], str | None, int]:
-        """Cursor pagination by id; ``page`` (what wrangler sends) selects offset pages."""
+             page: int | None = None, *, only: frozenset[str] | None = None,
+             excluding: frozenset[str] = frozenset()) -> tuple[list[dict], str | None, int]:
+        """Cursor pagination by id; ``page`` (what wrangler sends) selects offset pages.
+        ``only`` / ``excluding`` (lower-case names): the namespaces a narrowed credential
+        may see (``Principal.namespace_scope``); the others are neither listed nor counted."""
         validation.integer(limit, "limit", 1, 200, message="Invalid limit: must be between 1 and 200.")
         if page is not None:
             validation.integer(page, "page", 1, 1_000_000)
-        q = select(Namespace).where(Namespace.account_id == account_id).order_by(Namespace.id)
+        where = [Namespace.account_id == account_id]
+        if only is not None:
+            where.append(Namespace.name_key.in_(sorted(only)))
+        if excluding:
+            where.append(Namespace.name_key.not_in(sorted(excluding)))
+        q = select(Namespace).where(*where).order_by(Namespace.id)
         if page is not None:
             q = q.offset((page - 1) * limit)
         elif cursor:
@@ -108,7 +116,7 @@ class NamespaceService:
                 raise invalid("Invalid cursor.")
             q = q.where(Namespace.id > after)
         with self.core.db.read() as s:
-            total = s.scalar(select(func.count()).select_from(Namespace).where(Namespace.account_id == account_id))
+            total = s.scalar(select(func.count()).select_from(Namespace).where(*where))
             rows = list(s.scalars(q.limit(limit + 1)))
             more = len(rows) > limit
             rows = rows[:limit]
