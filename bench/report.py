@@ -145,7 +145,7 @@ def goals(results: dict) -> list[dict[str, Any]]:
         for system in ("artifactd", "artifactd-pg"):
             r = ratio(results, system, scen, "median_s")
             add(f"{label} via {system} <= 1.10 x git http-backend", None if r is None else r <= 1.10,
-                "" if r is None else f"{r:.2f} x")
+                "" if r is None else f"{r:.3f} x")
             a = _get(results, "git", system, scen, "median_s")
             d = _get(results, "git", "dulwich", scen, "median_s")
             derr = _get(results, "git", "dulwich", scen, "error")
@@ -159,7 +159,7 @@ def goals(results: dict) -> list[dict[str, Any]]:
     for system in ("artifactd", "artifactd-pg"):
         r = ratio(results, system, "ls_remote", "p50_ms")
         add(f"ls-remote p50 via {system} <= 1.2 x git http-backend", None if r is None else r <= 1.2,
-            "" if r is None else f"{r:.2f} x")
+            "" if r is None else f"{r:.3f} x")
     for system in ("artifactd", "artifactd-pg"):
         c = _get(results, "git", system, "concurrent_clones")
         if not c or "total_s" not in c:

@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     started = time.time()
     results: dict[str, Any] = {
-        "command": "bench/run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["bench/run", *(sys.argv[1:] if argv is None else argv)]),
         "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "compare_src": str(args.compare_src) if args.compare_src else None,
         "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
