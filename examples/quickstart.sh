@@ -74,10 +74,13 @@ status=$(curl -s -o "$WORK/denied.txt" -w '%{http_code}' -H "Authorization: Bear
     "$REMOTE/info/refs?service=git-receive-pack")
 echo "GET info/refs?service=git-receive-pack with the read token: HTTP $status: $(cat "$WORK/denied.txt")"
 [ "$status" = 403 ] || { echo "expected 403" >&2; exit 1; }
+# Any commit of the clone (its HEAD may name a branch the source does not have).
+some_commit=$(git -C "$WORK/clone.git" rev-list -n1 --all)
 if git -C "$WORK/clone.git" -c http.extraHeader="Authorization: Bearer $READ" push "$REMOTE" \
-        "$(git -C "$WORK/clone.git" rev-parse HEAD):refs/heads/denied" 2> "$WORK/push.err"; then
+        "$some_commit:refs/heads/denied" 2> "$WORK/push.err"; then
     echo "push with a read token succeeded: wrong" >&2; exit 1
 fi
 sed 's/^/  git: /' "$WORK/push.err"
+grep -q "403" "$WORK/push.err" || { echo "expected git to be refused with 403" >&2; exit 1; }
 
 step "done: $NAMESPACE/$REPO at $REMOTE"
