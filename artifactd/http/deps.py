@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -105,6 +106,21 @@ async def principal(request: Request) -> Principal:
     return who
 
 
+class _NotJSON(ValueError):
+    """A number standard JSON does not have (Python's parser accepts them)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJSON(f"{text[:40]} is out of range")
+    return value
+
+
 def _too_large(limit: int) -> ArtifactsError:
     return ArtifactsError(ErrorCode.INVALID_INPUT, f"Request body too large (limit {limit} bytes).", status=413)
 
@@ -141,9 +157,12 @@ async def json_body(request: Request, *, required: bool = True) -> dict[str, Any
             raise invalid("Request body must be a JSON object.")
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("Malformed JSON in request body.") from None
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:  # ~1,000 nested brackets: a few KiB, far below the size limit
+        raise invalid("Malformed JSON in request body: nested too deeply.") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        detail = f": {e.args[0]}" if isinstance(e, _NotJSON) else "."
+        raise invalid(f"Malformed JSON in request body{detail}") from None
     if not isinstance(data, dict):
         raise invalid("Request body must be a JSON object.")
     return data

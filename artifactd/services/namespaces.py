@@ -32,7 +32,7 @@ def decode_cursor(cursor: str) -> dict:
         if not isinstance(data, dict):
             raise ValueError
         return data
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise invalid("Invalid cursor.") from None
 
 
