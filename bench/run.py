@@ -222,7 +222,24 @@ def parse_args(argv: list[str] | None, ap: argparse.ArgumentParser | None = None
         problem = repo_problem(args.repo)
         if problem:
             ap.error(problem)
+    for option, folder in (("--results", args.results), ("--cache", args.cache)):
+        problem = folder_problem(folder)
+        if problem:  # found now, not after the results of an earlier run were cleared
+            ap.error(f"{option} {folder}: {problem}")
     return args
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold output (None: it can; it is created if missing)."""
+    if folder.exists() and not folder.is_dir():
+        return "not a directory"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
 
 
 def _git_out(repo: Path, *argv: str) -> subprocess.CompletedProcess[str]:

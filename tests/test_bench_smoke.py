@@ -142,6 +142,21 @@ def test_bad_repo_fails_before_any_section(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stdout == "" and not (tmp_path / "results").exists()
 
 
+def test_unusable_output_folders_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    assert _refused(["--results", str(tmp_path / "file")], capsys).endswith("file: not a directory")
+    assert _refused(["--cache", str(tmp_path / "file" / "sub")], capsys).endswith("Not a directory")
+
+
+def test_wrapper_refuses_bad_arguments_before_installing(tmp_path: Path) -> None:
+    # The project's .venv exists here (the suite runs in it): bench/run checks first.
+    proc = subprocess.run([str(ROOT / "bench" / "run"), "--quick", "--runs", "0"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "bench/run: error: argument --runs: must be at least 1, got 0"
+    assert "install" not in proc.stderr and proc.stdout == ""
+
+
 def test_unreachable_postgres(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ARTIFACTD_BENCH_DATABASE", UNREACHABLE_PG)
     args = parse_args(["--quick", "--sections", "git,rest"])  # defaults: artifactd-pg is dropped, with a warning
