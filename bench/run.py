@@ -56,6 +56,7 @@ from bench.artifactd_server import (  # noqa: E402
 )
 from bench.baselines import DulwichWeb, FileURL, GitServer, NginxHttpBackend  # noqa: E402
 from bench.genrepo import generate  # noqa: E402
+from bench.measure import git  # noqa: E402
 
 SYSTEMS: dict[str, Any] = {
     "file": FileURL,
@@ -243,8 +244,8 @@ def folder_problem(folder: Path) -> str | None:
 
 
 def _git_out(repo: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-    return subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True, env=env)
+    """``git -C repo argv`` in the harness's hermetic client environment, unchecked."""
+    return git(["-C", str(repo), *argv], check=False)
 
 
 def repo_problem(src: Path) -> str | None:
@@ -355,8 +356,6 @@ def machine_info() -> dict[str, Any]:
 def cpu_probe_ms() -> float:
     """Milliseconds of a fixed single-core workload (best of 5): how fast this machine
     is right now, so runs on a shared or throttled VM can be compared."""
-    import hashlib
-
     data = b"x" * (1 << 20)
     best = float("inf")
     for _ in range(5):
