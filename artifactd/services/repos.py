@@ -28,11 +28,13 @@ _INSERT = Repo.__table__.insert()
 #: The namespace a creation goes to: two columns (an ORM object cost ~0.2 ms more).
 _NAMESPACE = select(Namespace.id, Namespace.name).where(Namespace.account_id == bindparam("account_id"),
                                                         Namespace.name_key == bindparam("name_key"))
+#: A repo by account, namespace and name (see :meth:`RepoService._by_name`).
+_BY_NAME = (Namespace.account_id == bindparam("account_id"), Namespace.name_key == bindparam("name_key"),
+            Repo.name_key == bindparam("repo_key"))
+_FIND = select(Repo).join(Namespace, Repo.namespace_id == Namespace.id).where(*_BY_NAME)
 #: What :meth:`RepoService.require_ready_row` reads.
 _READINESS = (select(Repo.id, Repo.name, Repo.status, Repo.status_code, Repo.status_message)
-              .join(Namespace, Repo.namespace_id == Namespace.id)
-              .where(Namespace.account_id == bindparam("account_id"), Namespace.name_key == bindparam("name_key"),
-                     Repo.name_key == bindparam("repo_key")))
+              .join(Namespace, Repo.namespace_id == Namespace.id).where(*_BY_NAME))
 SORTS = ("created_at", "updated_at", "last_push_at", "name")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -59,16 +61,13 @@ class RepoService:
     # -- look-ups -------------------------------------------------------------------
 
     @staticmethod
-    def find(s: Session, account_id: str, namespace: str, name: str) -> Repo | None:
-        return s.scalars(
-            select(Repo)
-            .join(Namespace, Repo.namespace_id == Namespace.id)
-            .where(
-                Namespace.account_id == account_id,
-                Namespace.name_key == namespace.lower(),
-                Repo.name_key == name.lower(),
-            )
-        ).first()
+    def _by_name(account_id: str, namespace: str, name: str) -> dict[str, str]:
+        """The parameters of ``_BY_NAME``: names match case-insensitively."""
+        return {"account_id": account_id, "name_key": namespace.lower(), "repo_key": name.lower()}
+
+    @classmethod
+    def find(cls, s: Session, account_id: str, namespace: str, name: str) -> Repo | None:
+        return s.scalars(_FIND, cls._by_name(account_id, namespace, name)).first()
 
     def require(self, s: Session, account_id: str, namespace: str, name: str, *, ready: bool = True) -> Repo:
         """The repo, or NOT_FOUND; with ``ready``, the documented 409 while it is busy."""
@@ -81,8 +80,7 @@ class RepoService:
         among them: no ORM object, so it runs on a Core connection (token minting)."""
         validation.namespace_name(namespace)
         validation.repo_name(name)
-        row = s.execute(_READINESS, {"account_id": account_id, "name_key": namespace.lower(),
-                                     "repo_key": name.lower()}).first()
+        row = s.execute(_READINESS, self._by_name(account_id, namespace, name)).first()
         return self._required(row, name, True)
 
     def _required(self, repo: Any, name: str, ready: bool) -> Any:
